@@ -1,0 +1,1 @@
+"""srlab: a super-resolution experiment platform."""

@@ -1,0 +1,27 @@
+"""Shared behaviour of the command-line entry points."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+
+from srlab.errors import SRLabError
+
+log = logging.getLogger("srlab")
+
+
+@contextlib.contextmanager
+def report_user_errors() -> Iterator[None]:
+    """Turn an :class:`SRLabError` into its message on stderr and exit status 1.
+
+    These errors (missing dataset, bad config) are fixed by the user, so their message says
+    how, and a stack trace would only hide it. Every other exception propagates as usual.
+    """
+    try:
+        yield
+    except SRLabError as error:
+        log.error("%s", error)
+        print(f"\nsrlab error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None

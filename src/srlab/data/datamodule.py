@@ -1,0 +1,164 @@
+"""The LightningDataModule that feeds every task: training patches and evaluation sets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from srlab.data.catalog import ImageSet, get_image_set
+from srlab.data.datasets import EvalDataset, ImagePair, PatchDataset, list_pairs
+from srlab.errors import ConfigError
+
+SetSpec = str | Mapping[str, Any]
+
+
+class SRDataModule(L.LightningDataModule):
+    """Training patches from one image set; whole-image validation/test on a list of sets.
+
+    Every file is located when the module is built (:meth:`verify`), so a missing dataset
+    fails in the first seconds with the folder layout it expects, before any training.
+
+    Args:
+        scale: the SR scale (the top-level ``scale`` key).
+        root: the folder datasets live in (``data.root``); set paths are relative to it.
+        train: the training set, a catalog name or ``{name, hr_dir, lr_dir, ...}``; None for
+            an evaluation-only module (``data=set5``).
+        val_sets: evaluation sets scored at every validation, each logged under its name;
+            the first one is ``val/psnr``.
+        test_sets: sets scored by ``trainer.test`` (default: ``val_sets``).
+        patch_size: HR training patch side in pixels (a multiple of ``scale``).
+        batch_size: training batch size.
+        repeat: visits of each training image per epoch.
+        augment: random flips and 90-degree rotations of training patches.
+        in_memory: keep decoded training images in memory (evaluation images always are).
+        num_workers: loader worker processes.
+        pin_memory: pinned host memory for faster copies to a GPU (None: when CUDA exists).
+        persistent_workers: keep workers (and their decoded images) between epochs.
+    """
+
+    def __init__(
+        self,
+        scale: int,
+        root: str | Path,
+        train: SetSpec | None,
+        val_sets: Sequence[SetSpec],
+        test_sets: Sequence[SetSpec] | None = None,
+        patch_size: int = 96,
+        batch_size: int = 16,
+        repeat: int = 1,
+        augment: bool = True,
+        in_memory: bool = False,
+        num_workers: int = 2,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.scale = int(scale)
+        self.root = Path(root).expanduser()
+        self.train_set = None if train is None else get_image_set(train)
+        self.val_sets = [get_image_set(spec) for spec in val_sets]
+        self.test_sets = (
+            self.val_sets if test_sets is None else [get_image_set(s) for s in test_sets]
+        )
+        _check_unique_names(self.val_sets, "data.val_sets")
+        _check_unique_names(self.test_sets, "data.test_sets")
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self._pairs: dict[ImageSet, list[ImagePair]] = {}
+
+    @classmethod
+    def from_folder(
+        cls, hr_dir: str | Path, lr_dir: str | Path | None = None, **kwargs: Any
+    ) -> SRDataModule:
+        """Train on a folder of HR images (``data=folder data.hr_dir=...``).
+
+        Args:
+            hr_dir: folder of HR training images.
+            lr_dir: optional folder of LR images named like their HR files; None makes LR
+                by MATLAB bicubic.
+            **kwargs: the other arguments of :class:`SRDataModule`.
+        """
+        train = {"name": "Folder", "hr_dir": str(hr_dir), "lr_dir": lr_dir and str(lr_dir)}
+        return cls(train=train, **kwargs)
+
+    @property
+    def val_set_names(self) -> list[str]:
+        """Names of the validation sets, in dataloader order."""
+        return [image_set.name for image_set in self.val_sets]
+
+    @property
+    def test_set_names(self) -> list[str]:
+        """Names of the test sets, in dataloader order."""
+        return [image_set.name for image_set in self.test_sets]
+
+    def verify(self) -> None:
+        """Locate every file of every configured set; raise a helpful error if any is missing."""
+        for image_set in [self.train_set, *self.val_sets, *self.test_sets]:
+            if image_set is not None and image_set not in self._pairs:
+                self._pairs[image_set] = list_pairs(image_set, self.root, self.scale)
+
+    def require_train_set(self) -> None:
+        """Raise a helpful error if this module has no training set."""
+        if self.train_set is None:
+            raise ConfigError(
+                "data.train is null: this data config is for evaluation. Train with "
+                "data=sample, data=div2k or data=folder data.hr_dir=<folder>, and list "
+                "evaluation sets in data.val_sets."
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        """Locate the files; fitting also needs a training set."""
+        self.verify()
+        if stage in (None, "fit"):
+            self.require_train_set()
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled random patches, dropping the last incomplete batch."""
+        hp = self.hparams
+        dataset = PatchDataset(
+            self._pairs[self.train_set],
+            self.scale,
+            hp.patch_size,
+            repeat=hp.repeat,
+            augment=hp.augment,
+            in_memory=hp.in_memory,
+        )
+        return self._loader(dataset, batch_size=hp.batch_size, shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """One loader of whole images per validation set."""
+        return [self._eval_loader(image_set) for image_set in self.val_sets]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """One loader of whole images per test set."""
+        return [self._eval_loader(image_set) for image_set in self.test_sets]
+
+    def _eval_loader(self, image_set: ImageSet) -> DataLoader:
+        # Whole images differ in size, so evaluation batches hold one image.
+        dataset = EvalDataset(self._pairs[image_set], self.scale)
+        return self._loader(dataset, batch_size=1, shuffle=False, drop_last=False)
+
+    def _loader(self, dataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=workers > 0 and self.hparams.persistent_workers,
+        )
+
+
+def _check_unique_names(sets: list[ImageSet], key: str) -> None:
+    names = [image_set.name for image_set in sets]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{key} names a set twice: {names}; metric names would collide")
+    if not sets:
+        raise ConfigError(f"{key} is empty: list at least one evaluation set, e.g. [set5]")

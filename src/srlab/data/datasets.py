@@ -1,0 +1,220 @@
+"""Datasets of (LR, HR) pairs: random aligned patches for training, whole images for evaluation.
+
+Both read the same pairs (:func:`list_pairs`) through the same loader (:func:`load_pair`):
+HR is mod-cropped to a multiple of the scale, LR comes from its file or is made from the
+mod-cropped HR by MATLAB bicubic, exactly as the literature makes its LR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from srlab.data.catalog import ImageSet
+from srlab.data.io import is_image_file, read_image
+from srlab.errors import DataError, DatasetNotFoundError
+from srlab.imaging.imresize import imresize
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """One image of a set: its name, its HR file and its LR file (None: made from HR)."""
+
+    name: str
+    hr: Path
+    lr: Path | None
+
+
+def list_pairs(image_set: ImageSet, root: Path, scale: int) -> list[ImagePair]:
+    """The image pairs of ``image_set`` at ``scale``, checking that every file is there.
+
+    Raises:
+        DatasetNotFoundError: the HR folder is missing or empty, a listed file is missing,
+            or the LR folder exists but lacks the LR file of an HR image.
+    """
+    hr_dir = image_set.hr_path(root)
+    if not hr_dir.is_dir():
+        raise image_set.missing_error(root, f"HR folder {hr_dir} does not exist")
+    if image_set.files is not None:
+        hr_files = [hr_dir / name for name in image_set.files]
+        missing = [str(path) for path in hr_files if not path.is_file()]
+        if missing:
+            raise image_set.missing_error(root, f"missing HR files {missing}")
+    else:
+        hr_files = sorted(p for p in hr_dir.iterdir() if p.is_file() and is_image_file(p))
+        if not hr_files:
+            raise image_set.missing_error(root, f"HR folder {hr_dir} holds no images")
+    lr_dir = image_set.lr_path(root, scale)
+    if lr_dir is None or not lr_dir.is_dir():
+        return [ImagePair(path.stem, path, None) for path in hr_files]
+    pairs = []
+    for path in hr_files:
+        lr_name = image_set.lr_name.format(stem=path.stem, scale=scale, ext=path.suffix)
+        pairs.append(ImagePair(path.stem, path, lr_dir / lr_name))
+    missing = [str(pair.lr) for pair in pairs if not pair.lr.is_file()]
+    if missing:
+        raise DatasetNotFoundError(
+            f"{image_set.name}: the LR folder {lr_dir} lacks {len(missing)} file(s) for x{scale}, "
+            f"e.g. {missing[:3]}. Add them, or move the folder away so that srlab makes every "
+            "LR image from its HR image by MATLAB bicubic."
+        )
+    return pairs
+
+
+def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
+    """LR of a mod-cropped uint8 HR image [H, W, C] by MATLAB bicubic, as uint8 [H/s, W/s, C]."""
+    chw = torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1)))
+    return imresize(chw, scale=1.0 / scale).numpy().transpose(1, 2, 0)
+
+
+def load_pair(pair: ImagePair, scale: int, channels: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Read one pair as uint8 arrays ``(hr, lr)`` of shapes [s*h, s*w, C] and [h, w, C].
+
+    Args:
+        pair: the files.
+        scale: the SR scale; HR is mod-cropped to a multiple of it.
+        channels: 3 expands grayscale to RGB (training batches need one channel count);
+            None keeps each image's own channels (evaluation scores gray on its channel).
+
+    Raises:
+        DataError: an LR file whose size is not the HR size divided by the scale.
+    """
+    hr = read_image(pair.hr)
+    hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+    lr = make_lr(hr, scale) if pair.lr is None else read_image(pair.lr)
+    if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
+        raise DataError(
+            f"LR {pair.lr} is {lr.shape[1]}x{lr.shape[0]} (WxH) but HR {pair.hr} mod-cropped "
+            f"to x{scale} is {hr.shape[1]}x{hr.shape[0]}: LR must be HR/{scale}. Check scale "
+            "and the LR folder, or remove the LR folder to make LR by MATLAB bicubic."
+        )
+    if channels == 3:
+        hr, lr = _expand_gray(hr), _expand_gray(lr)
+    return hr, lr
+
+
+def _expand_gray(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, C] array -> float [C, H, W] tensor in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+
+
+class _PairDataset(Dataset):
+    """Shared loading of pairs, with an optional in-memory cache of decoded images."""
+
+    def __init__(
+        self, pairs: list[ImagePair], scale: int, channels: int | None, in_memory: bool
+    ) -> None:
+        if not pairs:
+            raise DataError("a dataset needs at least one image pair")
+        self.pairs = pairs
+        self.scale = scale
+        self.channels = channels
+        self.in_memory = in_memory
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if index in self._cache:
+            return self._cache[index]
+        arrays = load_pair(self.pairs[index], self.scale, self.channels)
+        if self.in_memory:
+            self._cache[index] = arrays
+        return arrays
+
+
+class PatchDataset(_PairDataset):
+    """Random aligned (LR, HR) patches with flips and 90-degree rotations, for training.
+
+    Args:
+        pairs: the training images.
+        scale: the SR scale.
+        patch_size: HR patch side in pixels, a multiple of ``scale``; the LR patch is
+            ``patch_size // scale``.
+        repeat: how many times each image is visited per epoch (lengthens epochs of small sets).
+        augment: random horizontal flip, vertical flip and transpose (the 8 dihedral
+            transforms), applied alike to LR and HR.
+        in_memory: keep decoded images (and made LR) in memory after their first use.
+    """
+
+    def __init__(
+        self,
+        pairs: list[ImagePair],
+        scale: int,
+        patch_size: int,
+        repeat: int = 1,
+        augment: bool = True,
+        in_memory: bool = False,
+    ) -> None:
+        super().__init__(pairs, scale, channels=3, in_memory=in_memory)
+        if patch_size % scale:
+            raise DataError(
+                f"data.patch_size={patch_size} is not a multiple of scale={scale}: "
+                f"use e.g. {patch_size - patch_size % scale or scale}"
+            )
+        self.patch_size = patch_size
+        self.repeat = repeat
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.pairs) * self.repeat
+
+    def __getitem__(self, index: int) -> dict:
+        index %= len(self.pairs)
+        hr, lr = self._load(index)
+        lr_patch = self.patch_size // self.scale
+        if lr.shape[0] < lr_patch or lr.shape[1] < lr_patch:
+            raise DataError(
+                f"{self.pairs[index].hr} is {hr.shape[1]}x{hr.shape[0]} (WxH), smaller than "
+                f"data.patch_size={self.patch_size}: lower the patch size or remove the image"
+            )
+        # torch's RNG, which Lightning seeds per worker, so that crops are reproducible.
+        top = int(torch.randint(0, lr.shape[0] - lr_patch + 1, ()))
+        left = int(torch.randint(0, lr.shape[1] - lr_patch + 1, ()))
+        lr_t = to_tensor(lr[top : top + lr_patch, left : left + lr_patch])
+        s = self.scale
+        hr_t = to_tensor(hr[top * s : (top + lr_patch) * s, left * s : (left + lr_patch) * s])
+        if self.augment:
+            lr_t, hr_t = _random_dihedral(lr_t, hr_t)
+        return {"lr": lr_t, "hr": hr_t, "name": self.pairs[index].name}
+
+
+def _random_dihedral(*images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    hflip, vflip, transpose = (bool(b) for b in torch.randint(0, 2, (3,)))
+    out = []
+    for image in images:
+        if hflip:
+            image = image.flip(-1)
+        if vflip:
+            image = image.flip(-2)
+        if transpose:
+            image = image.transpose(-1, -2)
+        out.append(image.contiguous())
+    return tuple(out)
+
+
+class EvalDataset(_PairDataset):
+    """Whole (LR, HR) images for validation and test, each with its own channel count.
+
+    Args:
+        pairs: the images of one evaluation set.
+        scale: the SR scale; HR is mod-cropped to a multiple of it.
+        in_memory: keep decoded images in memory after their first use (evaluation sets are
+            read at every validation).
+    """
+
+    def __init__(self, pairs: list[ImagePair], scale: int, in_memory: bool = True) -> None:
+        super().__init__(pairs, scale, channels=None, in_memory=in_memory)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        hr, lr = self._load(index)
+        return {"lr": to_tensor(lr), "hr": to_tensor(hr), "name": self.pairs[index].name}

@@ -1,0 +1,11 @@
+"""SR networks as pure ``nn.Module``s (no Lightning, no Hydra), one architecture per file.
+
+Every network maps an LR batch ``[B, C, h, w]`` in ``[0, 1]`` to SR ``[B, C', s*h, s*w]`` and
+exposes ``upscale`` and ``num_in_ch``. Shared building blocks live in :mod:`srlab.models.common`.
+"""
+
+from srlab.models.common import MeanShift, ResidualBlockNoBN, Upsample, conv3x3
+from srlab.models.edsr import EDSR
+from srlab.models.residual import BicubicResidual
+
+__all__ = ["EDSR", "BicubicResidual", "MeanShift", "ResidualBlockNoBN", "Upsample", "conv3x3"]

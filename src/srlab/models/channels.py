@@ -1,0 +1,38 @@
+"""Running a network on images whose channels differ from the network's own.
+
+The one place where colour conventions meet networks (DESIGN §2): an RGB network given a
+grayscale image sees it as R=G=B and its output is reduced back to one channel; a Y-channel
+network given RGB super-resolves the MATLAB Y channel and takes Cb/Cr from the MATLAB-bicubic
+upscale, as the SRCNN/VDSR papers do.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from srlab.imaging.color import rgb_to_gray, rgb_to_ycbcr, ycbcr_to_rgb
+from srlab.imaging.imresize import imresize
+
+
+def super_resolve(net: nn.Module, lr: torch.Tensor) -> torch.Tensor:
+    """``net(lr)`` for an LR batch [B, 1 or 3, h, w] in [0, 1], with the channels of ``lr``.
+
+    The network declares its channels with ``net.num_in_ch`` (default 3) and its scale with
+    ``net.upscale``.
+    """
+    net_channels = getattr(net, "num_in_ch", 3)
+    image_channels = lr.shape[1]
+    if image_channels == net_channels:
+        return net(lr)
+    if image_channels == 1 and net_channels == 3:
+        return rgb_to_gray(net(lr.expand(-1, 3, -1, -1)))
+    if image_channels == 3 and net_channels == 1:
+        ycbcr = rgb_to_ycbcr(lr)
+        y = net(ycbcr[:, :1])
+        cbcr = imresize(ycbcr[:, 1:], size=tuple(y.shape[-2:]))
+        return ycbcr_to_rgb(torch.cat([y, cbcr], dim=1))
+    raise ValueError(
+        f"{type(net).__name__} takes {net_channels} channel(s) but the image has "
+        f"{image_channels}: srlab supports 1 (grayscale / Y) and 3 (RGB)"
+    )

@@ -1,0 +1,138 @@
+"""The training pipeline behind ``src/train.py``: config in, trained and tested model out."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+from srlab.data import SRDataModule
+from srlab.errors import ConfigError
+from srlab.summary import print_summary
+from srlab.tracking import RunIdCallback, finish_wandb, run_id_from_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, print a summary.
+
+    Returns:
+        The best ``val/psnr`` (the checkpoint monitor), for Hydra sweepers to optimize.
+    """
+    L.seed_everything(cfg.seed, workers=True)
+    # _convert_=all: plain lists/dicts, so checkpoints hold no OmegaConf objects and load with
+    # torch.load(weights_only=True).
+    datamodule: SRDataModule = instantiate(cfg.data, _convert_="all")
+    # Locate every file now: a missing dataset fails here, in seconds, before any training.
+    datamodule.verify()
+    datamodule.require_train_set()
+    model: L.LightningModule = instantiate(cfg.model, _convert_="all")
+    _check_scale(cfg, model)
+
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path and not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path} does not exist: give the path of a .ckpt file")
+    run_id = (run_id_from_checkpoint(ckpt_path) if ckpt_path else None) or _new_run_id()
+
+    loggers = instantiate_loggers(cfg, run_id)
+    callbacks = instantiate_callbacks(cfg)
+    callbacks.append(RunIdCallback(run_id))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    failed = True
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        for logger in loggers:
+            logger.log_hyperparams(resolved)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        best_psnr = _best_score(trainer)
+        test_metrics = _test_best(trainer, model, datamodule) if cfg.get("test") else {}
+        if trainer.is_global_zero:
+            print_summary(trainer, test_metrics, datamodule.test_set_names)
+        failed = False
+    finally:
+        finish_wandb(loggers, failed=failed)
+    return best_psnr
+
+
+def _test_best(
+    trainer: L.Trainer, model: L.LightningModule, datamodule: SRDataModule
+) -> dict[str, float]:
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint else ""
+    if not best:
+        log.warning("no best checkpoint was saved: testing the current weights")
+    trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def instantiate_loggers(cfg: DictConfig, run_id: str) -> list[Logger]:
+    """The loggers of ``cfg.logger``; the W&B one gets ``run_id`` and a descriptive name."""
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ConfigError(f"logger.{name} must be a config node with a _target_")
+        overrides: dict[str, Any] = {}
+        if node._target_.endswith("wandb_logger"):
+            overrides = {"id": run_id, "name": node.get("name") or default_run_name(cfg)}
+        loggers.append(instantiate(node, **overrides))
+    return loggers
+
+
+def instantiate_callbacks(cfg: DictConfig) -> list[Callback]:
+    """The callbacks of ``cfg.callbacks`` (null entries are skipped, so configs can drop one)."""
+    callbacks = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node is None:
+            continue
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ConfigError(f"callbacks.{name} must be a config node with a _target_")
+        callbacks.append(instantiate(node))
+    return callbacks
+
+
+def default_run_name(cfg: DictConfig) -> str:
+    """``<model>-x<scale>-<data>`` plus the command-line overrides, for the W&B run name."""
+    choices, overrides = {}, []
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        choices = hydra_cfg.runtime.choices
+        overrides = [o for o in hydra_cfg.overrides.task if not o.startswith(("model=", "data="))]
+    name = f"{choices.get('model', 'model')}-x{cfg.scale}-{choices.get('data', 'data')}"
+    return " ".join([name, *overrides])
+
+
+def _new_run_id() -> str:
+    # W&B's own ids are 8 lowercase alphanumerics; any such string is a valid run id.
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def _check_scale(cfg: DictConfig, model: L.LightningModule) -> None:
+    net_scale = getattr(model, "scale", None)
+    if net_scale is not None and net_scale != cfg.scale:
+        raise ConfigError(
+            f"the network upsamples x{net_scale} but scale={cfg.scale}: set model.net.upscale "
+            "to ${scale} in the model config (or drop the override)"
+        )
+
+
+def _best_score(trainer: L.Trainer) -> float | None:
+    checkpoint = trainer.checkpoint_callback
+    if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_score is not None:
+        return float(checkpoint.best_model_score)
+    value = trainer.callback_metrics.get("val/psnr")
+    return None if value is None else float(value)
+
+
+__all__ = ["default_run_name", "instantiate_callbacks", "instantiate_loggers", "train"]

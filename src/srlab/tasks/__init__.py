@@ -1,0 +1,6 @@
+"""LightningModules: the shared SR evaluation base and the training tasks."""
+
+from srlab.tasks.base import SRTask
+from srlab.tasks.regression import RegressionTask
+
+__all__ = ["RegressionTask", "SRTask"]

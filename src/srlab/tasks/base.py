@@ -1,0 +1,156 @@
+"""What every SR task shares: the forward pass, whole-image validation and test, metrics
+per evaluation set, the bicubic baseline, and comparison images.
+
+The regression and GAN tasks subclass :class:`SRTask` and add only their training step and
+optimizers, so both score and log exactly alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torchmetrics import MetricCollection
+
+from srlab.imaging.imresize import imresize
+from srlab.metrics import PSNRY, SSIMY, quantize
+from srlab.models.channels import super_resolve
+from srlab.tracking.images import log_images
+
+STAGES = ("val", "test")
+MAX_PANEL_SIDE = 480  # comparison images are centre crops of at most this many HR pixels
+
+
+class SRTask(L.LightningModule):
+    """Base LightningModule of the SR tasks: everything but training.
+
+    Validation and test super-resolve whole images of each evaluation set (one dataloader
+    per set), score them with the literature's protocol (Y-channel PSNR/SSIM of 8-bit
+    levels, ``scale`` pixels shaved; :mod:`srlab.metrics`) and log ``<stage>/<Set>/psnr``,
+    ``<stage>/<Set>/ssim`` and ``<stage>/psnr`` (the first set's PSNR). The MATLAB-bicubic
+    baseline of every set is scored at the first validation and at every test and logged as
+    ``<stage>/<Set>/psnr_bicubic`` and ``.../ssim_bicubic``.
+
+    Args:
+        net: the SR network, mapping LR [B, C, h, w] to SR [B, C, s*h, s*w]; it declares its
+            scale as ``net.upscale`` (and its channels as ``net.num_in_ch``, default 3).
+        num_log_images: LR (bicubic-upscaled) | SR | HR comparisons logged per evaluation set
+            at each validation, and written as PNGs under ``<output_dir>/images/``.
+    """
+
+    def __init__(self, net: nn.Module, num_log_images: int = 3) -> None:
+        super().__init__()
+        self.net = net
+        self.scale = int(net.upscale)
+        self.num_log_images = num_log_images
+        self.metrics = nn.ModuleDict()
+        self.set_names: dict[str, list[str]] = {}
+        self._bicubic_logged = False
+        self._panels: list[tuple[str, str, np.ndarray]] = []
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        """Super-resolve an LR batch [B, C, h, w] in [0, 1] (C = 1 or 3)."""
+        return super_resolve(self.net, lr)
+
+    def setup(self, stage: str) -> None:
+        """Create one pair of metrics (and bicubic metrics) per evaluation set."""
+        datamodule = self.trainer.datamodule
+        self.set_names = {"val": datamodule.val_set_names, "test": datamodule.test_set_names}
+        for split, names in self.set_names.items():
+            if split in self.metrics:
+                continue
+            self.metrics[split] = nn.ModuleDict(
+                {
+                    key: MetricCollection({"psnr": PSNRY(self.scale), "ssim": SSIMY(self.scale)})
+                    for name in names
+                    for key in (name, f"{name}_bicubic")
+                }
+            )
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Score one whole image of validation set number ``dataloader_idx``."""
+        self._evaluate("val", batch, batch_idx, dataloader_idx)
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Score one whole image of test set number ``dataloader_idx``."""
+        self._evaluate("test", batch, batch_idx, dataloader_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the validation metrics of every set, then the comparison images."""
+        self._log_metrics("val")
+        if not self.trainer.sanity_checking:
+            self._bicubic_logged = True
+            self._flush_panels()
+        self._panels.clear()
+
+    def on_test_epoch_end(self) -> None:
+        """Log the test metrics of every set."""
+        self._log_metrics("test")
+
+    def _scores_bicubic(self, stage: str) -> bool:
+        return stage == "test" or not (self._bicubic_logged or self.trainer.sanity_checking)
+
+    def _evaluate(self, stage: str, batch: dict, batch_idx: int, dataloader_idx: int) -> None:
+        set_name = self.set_names[stage][dataloader_idx]
+        lr, hr = batch["lr"], batch["hr"]
+        sr = self(lr).clamp(0, 1)
+        metrics = self.metrics[stage]
+        metrics[set_name].update(sr, hr)
+        wants_panel = (
+            stage == "val"
+            and batch_idx < self.num_log_images
+            and self.global_rank == 0
+            and not self.trainer.sanity_checking
+        )
+        if self._scores_bicubic(stage) or wants_panel:
+            bicubic = imresize(lr, scale=self.scale).clamp(0, 1)
+            if self._scores_bicubic(stage):
+                metrics[f"{set_name}_bicubic"].update(bicubic, hr)
+            if wants_panel:
+                self._panels.append((set_name, batch["name"][0], _panel(bicubic, sr, hr)))
+
+    def _log_metrics(self, stage: str) -> None:
+        # Metric.compute() already reduces the per-image sums over DDP ranks, so every rank
+        # logs the same global value and no further sync_dist averaging is needed.
+        for index, set_name in enumerate(self.set_names[stage]):
+            for suffix, key in (("", set_name), ("_bicubic", f"{set_name}_bicubic")):
+                collection = self.metrics[stage][key]
+                if not any(metric.update_called for metric in collection.values()):
+                    continue
+                values = collection.compute()
+                collection.reset()
+                for name, value in values.items():
+                    self.log(f"{stage}/{set_name}/{name}{suffix}", value, add_dataloader_idx=False)
+                if index == 0 and not suffix:
+                    self.log(f"{stage}/psnr", values["psnr"], add_dataloader_idx=False)
+
+    def _flush_panels(self) -> None:
+        if not self._panels:
+            return
+        step = self.global_step
+        folder = Path(self.trainer.default_root_dir) / "images" / "val" / f"step_{step:07d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for set_name, image_name, panel in self._panels:
+            Image.fromarray(panel).save(folder / f"{set_name}_{image_name}.png")
+            # One key per image, so that W&B shows each image's history on a step slider.
+            key = f"val/{set_name}/images/{image_name}"
+            log_images(self.loggers, key, [panel], ["bicubic | SR | HR"], step)
+
+
+def _panel(bicubic: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> np.ndarray:
+    """A uint8 [H, 3W, 3] picture: bicubic | SR | HR side by side, centre-cropped."""
+    height, width = hr.shape[-2:]
+    top = max(0, (height - MAX_PANEL_SIDE) // 2)
+    left = max(0, (width - MAX_PANEL_SIDE) // 2)
+    crops = [
+        image[0, :, top : top + MAX_PANEL_SIDE, left : left + MAX_PANEL_SIDE]
+        for image in (bicubic, sr, hr)
+    ]
+    row = quantize(torch.cat(crops, dim=-1)).to(torch.uint8).expand(3, -1, -1)
+    return row.permute(1, 2, 0).cpu().numpy().copy()

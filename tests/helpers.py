@@ -1,0 +1,100 @@
+"""Test helpers: composing the real Hydra configs, and reading offline W&B runs."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "conf"
+
+
+def compose_config(
+    output_dir: Path, overrides: list[str] = (), config_name: str = "train"
+) -> DictConfig:
+    """The config a ``python src/<config_name>.py <overrides>`` run would get, writing to
+    ``output_dir``; also sets the HydraConfig singleton as ``@hydra.main`` does."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(REPO_ROOT)
+        cfg.paths.output_dir = str(output_dir)
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.runtime.cwd = str(REPO_ROOT)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # @hydra.main hands the task the config without its hydra node
+    return cfg
+
+
+@dataclass
+class OfflineRun:
+    """What an offline W&B run recorded: its id and name, and its history rows."""
+
+    run_id: str = ""
+    name: str = ""
+    history: list[dict] = field(default_factory=list)
+
+    def keys(self) -> set[str]:
+        """Every history key that was logged at least once."""
+        return {key for row in self.history for key in row}
+
+    def values(self, key: str) -> list:
+        """The logged values of ``key``, in order."""
+        return [row[key] for row in self.history if key in row]
+
+
+def read_offline_run(run_dir: Path) -> OfflineRun:
+    """Parse ``run-<id>.wandb`` of an offline run folder (W&B's LevelDB-log of protobufs)."""
+    import json
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    (path,) = Path(run_dir).glob("run-*.wandb")
+    run = OfflineRun()
+    for data in _leveldb_records(path.read_bytes()):
+        record = pb.Record()
+        record.ParseFromString(data)
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            run.run_id, run.name = record.run.run_id, record.run.display_name
+        elif kind == "history":
+            row = {}
+            for item in record.history.item:
+                key = item.key or "/".join(item.nested_key)
+                row[key] = json.loads(item.value_json)
+            run.history.append(row)
+    return run
+
+
+def _leveldb_records(raw: bytes, block: int = 32768) -> list[bytes]:
+    # Format: a 7-byte file header, then 32 KiB blocks of records, each with a 7-byte header
+    # (crc32c, length, type: 1 full, 2 first, 3 middle, 4 last); block tails < 7 bytes are padding.
+    records, pending, pos = [], b"", 7
+    while pos + 7 <= len(raw):
+        if block - pos % block < 7:
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", raw[pos : pos + 7])
+        data = raw[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 1:
+            records.append(data)
+        elif kind == 2:
+            pending = data
+        elif kind == 3:
+            pending += data
+        elif kind == 4:
+            records.append(pending + data)
+    return records
+
+
+def offline_runs(output_dir: Path) -> list[Path]:
+    """The offline W&B run folders of a run's output dir, oldest first."""
+    return sorted(Path(output_dir, "wandb").glob("offline-run-*"))

@@ -1,0 +1,166 @@
+"""Image reading, dataset layouts, aligned patches and the DataModule."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srlab.data import PatchDataset, SRDataModule, get_image_set, list_pairs, read_image
+from srlab.data.datasets import ImagePair, load_pair
+from srlab.errors import ConfigError, DataError, DatasetNotFoundError, ImageReadError
+from srlab.imaging import imresize
+
+
+def _write(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode=mode).save(path)
+    return path
+
+
+def _random_image(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    # Smooth content, so that bicubic LR is meaningful.
+    base = rng.integers(0, 256, (height // 8 + 2, width // 8 + 2, channels), dtype=np.uint8)
+    image = np.asarray(Image.fromarray(base.squeeze()).resize((width, height), Image.BILINEAR))
+    return image
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def test_read_image_modes(tmp_path: Path, caplog) -> None:
+    rgb = _random_image(16, 20)
+    assert read_image(_write(tmp_path / "rgb.png", rgb)).shape == (16, 20, 3)
+    gray = rgb[..., 0]
+    assert read_image(_write(tmp_path / "gray.png", gray)).shape == (16, 20, 1)
+
+    rgba = np.concatenate([rgb, np.full((16, 20, 1), 128, np.uint8)], axis=2)
+    with caplog.at_level(logging.WARNING):
+        out = read_image(_write(tmp_path / "rgba.png", rgba))
+    assert out.shape == (16, 20, 3) and np.array_equal(out, rgb)
+    assert "alpha" in caplog.text and "rgba.png" in caplog.text
+
+    sixteen = (gray.astype(np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(sixteen).save(tmp_path / "g16.png")
+    out16 = read_image(tmp_path / "g16.png")
+    assert out16.dtype == np.uint8 and np.array_equal(out16[..., 0], gray)
+
+
+def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "truncated.png"
+    _write(bad, _random_image(32, 32))
+    bad.write_bytes(bad.read_bytes()[:60])
+    with pytest.raises(ImageReadError, match="truncated.png"):
+        read_image(bad)
+
+
+# -- layouts -------------------------------------------------------------------------------
+
+
+def test_missing_set_error_names_folder_and_layout(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError) as info:
+        list_pairs(get_image_set("div2k_train"), tmp_path, 4)
+    message = str(info.value)
+    assert str(tmp_path / "DIV2K" / "DIV2K_train_HR") in message
+    assert "DIV2K_train_LR_bicubic" in message and "data.root" in message
+    assert "https://" in message  # where to get it
+
+
+def test_lr_files_are_paired_and_checked(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        _write(tmp_path / "Set5" / "HR" / f"{name}.png", _random_image(24, 24))
+    pairs = list_pairs(get_image_set("set5"), tmp_path, 2)
+    assert [p.lr for p in pairs] == [None, None]  # no LR folder: LR is made
+
+    _write(tmp_path / "Set5" / "LR_bicubic" / "X2" / "ax2.png", _random_image(12, 12))
+    with pytest.raises(DatasetNotFoundError, match="bx2.png"):
+        list_pairs(get_image_set("set5"), tmp_path, 2)
+    _write(tmp_path / "Set5" / "LR_bicubic" / "X2" / "bx2.png", _random_image(10, 12))
+    pairs = list_pairs(get_image_set("set5"), tmp_path, 2)
+    assert pairs[0].lr.name == "ax2.png"
+    with pytest.raises(DataError, match="bx2.png"):  # 12x10 is not 24x24 / 2
+        load_pair(pairs[1], 2, channels=None)
+
+
+def test_unknown_set_and_bad_mapping_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="known sets"):
+        get_image_set("set6")
+    with pytest.raises(ConfigError, match="hr_dir"):
+        get_image_set({"name": "X", "hr_folder": "/x"})
+
+
+def test_shared_benchmark_layout(shared_data: Path) -> None:
+    pairs = list_pairs(get_image_set("set14"), shared_data / "benchmarks", 3)
+    assert len(pairs) == 14 and all(p.lr is not None for p in pairs)
+    bridge = next(p for p in pairs if p.name == "bridge")
+    hr, lr = load_pair(bridge, 3, channels=None)
+    assert hr.shape[2] == lr.shape[2] == 1  # grayscale stays one channel for scoring
+    hr3, _ = load_pair(bridge, 3, channels=3)
+    assert hr3.shape[2] == 3
+
+
+# -- patches -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_patch_alignment_matches_imresize_of_hr_patch(tmp_path: Path, scale: int) -> None:
+    hr = _random_image(120, 132, seed=scale)
+    pair = ImagePair("img", _write(tmp_path / "img.png", hr), None)
+    dataset = PatchDataset([pair], scale, patch_size=24 * scale, augment=False)
+    torch.manual_seed(0)
+    for _ in range(5):
+        item = dataset[0]
+        lr_patch, hr_patch = item["lr"], item["hr"]
+        assert hr_patch.shape[-1] == lr_patch.shape[-1] * scale
+        lr_of_hr = imresize(hr_patch, scale=1 / scale)
+        # Away from the patch border the kernel does not see the patch edge (4 LR px margin).
+        inner = (slice(None), slice(4, -4), slice(4, -4))
+        diff = (lr_of_hr[inner] - lr_patch[inner]).abs().max().item()
+        assert diff <= 1.01 / 255, f"LR patch misaligned with HR patch (max diff {diff * 255})"
+
+
+def test_augmentation_transforms_lr_and_hr_alike(tmp_path: Path) -> None:
+    hr = _random_image(64, 64)
+    pair = ImagePair("img", _write(tmp_path / "img.png", hr), None)
+    dataset = PatchDataset([pair], 2, patch_size=32, augment=True, repeat=3)
+    assert len(dataset) == 3
+    torch.manual_seed(1)
+    for index in range(12):
+        item = dataset[index % 3]
+        down = torch.nn.functional.avg_pool2d(item["hr"][None], 2)[0]
+        # The LR patch is the bicubic LR of the same (transformed) region: close to its box mean.
+        assert (down - item["lr"]).abs().mean() < 0.05
+
+
+def test_patch_size_must_be_multiple_of_scale(tmp_path: Path) -> None:
+    pair = ImagePair("img", _write(tmp_path / "img.png", _random_image(64, 64)), None)
+    with pytest.raises(DataError, match="multiple of scale=3"):
+        PatchDataset([pair], 3, patch_size=32)
+
+
+# -- datamodule ----------------------------------------------------------------------------
+
+
+def test_sample_datamodule_batches() -> None:
+    datamodule = SRDataModule(
+        scale=4, root="/nonexistent", train="sample_train", val_sets=["sample"],
+        patch_size=64, batch_size=4, num_workers=0, in_memory=True,
+    )  # fmt: skip
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["lr"].shape == (4, 3, 16, 16) and batch["hr"].shape == (4, 3, 64, 64)
+    assert batch["lr"].dtype == torch.float32 and 0 <= batch["lr"].min() <= batch["lr"].max() <= 1
+    (val_loader,) = datamodule.val_dataloader()
+    item = next(iter(val_loader))
+    assert item["hr"].shape[-2] == 4 * item["lr"].shape[-2]
+    assert datamodule.val_set_names == ["Sample"]
+
+
+def test_duplicate_val_sets_rejected() -> None:
+    with pytest.raises(ConfigError, match="twice"):
+        SRDataModule(scale=2, root=".", train=None, val_sets=["set5", "Set5"])
