@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from srlab.tasks.base import SRTask
+from srlab.tasks.optim import parameter_groups
 
 
 class RegressionTask(SRTask):
@@ -22,6 +23,10 @@ class RegressionTask(SRTask):
         optimizer: a partial optimizer (``_partial_: true``) called with the parameters.
         scheduler: a partial LR scheduler called with the optimizer, or None.
         scheduler_interval: ``step`` (per iteration, as SR papers count) or ``epoch``.
+        adjustable_clip: VDSR's adjustable gradient clipping: every gradient is clipped to
+            ``[-theta / lr, theta / lr]`` with the current learning rate ``lr``, so that large
+            learning rates stay stable (Kim et al. 2016, section 3.3); None disables it
+            (``trainer.gradient_clip_val`` still applies).
         num_log_images: comparison images per evaluation set at each validation.
     """
 
@@ -32,6 +37,7 @@ class RegressionTask(SRTask):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         scheduler_interval: str = "step",
+        adjustable_clip: float | None = None,
         num_log_images: int = 3,
     ) -> None:
         super().__init__(net, num_log_images=num_log_images)
@@ -39,6 +45,7 @@ class RegressionTask(SRTask):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
+        self.adjustable_clip = adjustable_clip
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """One optimization step on a batch of (LR, HR) patches."""
@@ -47,9 +54,25 @@ class RegressionTask(SRTask):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["lr"].shape[0])
         return loss
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip by ``trainer.gradient_clip_val``, then by VDSR's ``theta / lr`` if configured."""
+        if gradient_clip_val is not None:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        if self.adjustable_clip is not None:
+            # Clip each group by its own lr (groups with lr multipliers move more slowly).
+            for group in optimizer.param_groups:
+                bound = self.adjustable_clip / group["lr"]
+                torch.nn.utils.clip_grad_value_(group["params"], bound)
+
     def configure_optimizers(self) -> dict:
         """The optimizer over the network's parameters, and the scheduler if configured."""
-        optimizer = self.optimizer_factory(params=self.net.parameters())
+        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        optimizer = self.optimizer_factory(params=parameter_groups(self.net, base_lr))
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         scheduler = self.scheduler_factory(optimizer=optimizer)
