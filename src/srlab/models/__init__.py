@@ -6,6 +6,19 @@ exposes ``upscale`` and ``num_in_ch``. Shared building blocks live in :mod:`srla
 
 from srlab.models.common import MeanShift, ResidualBlockNoBN, Upsample, conv3x3
 from srlab.models.edsr import EDSR
+from srlab.models.fsrcnn import FSRCNN
 from srlab.models.residual import BicubicResidual
+from srlab.models.srcnn import SRCNN
+from srlab.models.vdsr import VDSR
 
-__all__ = ["EDSR", "BicubicResidual", "MeanShift", "ResidualBlockNoBN", "Upsample", "conv3x3"]
+__all__ = [
+    "EDSR",
+    "FSRCNN",
+    "SRCNN",
+    "VDSR",
+    "BicubicResidual",
+    "MeanShift",
+    "ResidualBlockNoBN",
+    "Upsample",
+    "conv3x3",
+]

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from srlab.imaging.imresize import imresize
+
 __all__ = ["MeanShift", "ResidualBlockNoBN", "Upsample", "conv3x3"]
 
 
@@ -150,3 +152,18 @@ class Upsample(nn.Sequential):
                 f"Upsample: unsupported scale {scale}; supported scales: {_SUPPORTED_SCALES}"
             )
         super().__init__(*layers)
+
+
+def check_upscale(upscale: object, owner: str) -> None:
+    """Raise a ValueError naming ``owner`` unless ``upscale`` is a positive int."""
+    # bool is an int subclass: True must not pass as scale 1.
+    if isinstance(upscale, bool) or not isinstance(upscale, int) or upscale < 1:
+        raise ValueError(f"{owner}: upscale must be a positive int, got {upscale!r}")
+
+
+def bicubic_upscale(lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """MATLAB-bicubic upscale of ``lr`` [..., h, w] to exactly [..., scale*h, scale*w]."""
+    # MATLAB bicubic, as the paper's pre-upsampling. Asking for the size rather than the scale
+    # pins the output to exactly scale x the input (ceil(h * scale) is the same for ints).
+    height, width = lr.shape[-2:]
+    return imresize(lr, size=(scale * height, scale * width))

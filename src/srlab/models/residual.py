@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from srlab.imaging.imresize import imresize
+from srlab.models.common import bicubic_upscale
 
 
 class BicubicResidual(nn.Module):
@@ -38,4 +38,4 @@ class BicubicResidual(nn.Module):
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """Bicubic upscale of ``lr`` [B, C, h, w] plus the network's residual."""
-        return imresize(lr, scale=self.upscale) + self.net(lr)
+        return bicubic_upscale(lr, self.upscale) + self.net(lr)
