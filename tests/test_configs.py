@@ -54,14 +54,14 @@ def test_data_configs(tmp_path: Path, shared_data: Path) -> None:
         cfg = compose_config(tmp_path, [f"data={option}", f"paths.data_dir={benchmarks}"])
         datamodule: SRDataModule = instantiate(cfg.data, _convert_="all")
         datamodule.verify()
-        assert datamodule.train_set is None
+        assert datamodule.train_sets == []
     hr_dir = shared_data / "train" / "T91" / "HR"
     cfg = compose_config(
         tmp_path, ["data=folder", f"data.hr_dir={hr_dir}", f"paths.data_dir={benchmarks}"]
     )
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.verify()
-    assert len(datamodule._pairs[datamodule.train_set]) == 91
+    assert len(datamodule.train_pairs()) == 91
 
 
 def test_div2k_without_files_fails_with_layout(tmp_path: Path) -> None:

@@ -76,3 +76,16 @@ def test_rgb_network_on_gray_image_returns_gray() -> None:
     rgb_out = net(gray.expand(-1, 3, -1, -1))
     expected = (65.481 * rgb_out[:, 0] + 128.553 * rgb_out[:, 1] + 24.966 * rgb_out[:, 2]) / 219
     torch.testing.assert_close(out[:, 0], expected)
+
+
+def test_y_network_trains_on_y() -> None:
+    from srlab.imaging import rgb_to_y
+    from srlab.models import SRCNN
+
+    task = _task(SRCNN(upscale=2))
+    torch.manual_seed(0)
+    batch = {"lr": torch.rand(2, 3, 8, 8), "hr": torch.rand(2, 3, 16, 16), "name": ["a", "b"]}
+    task.log = lambda *args, **kwargs: None  # not attached to a Trainer
+    loss = task.training_step(batch, 0)
+    expected = nn.functional.mse_loss(task.net(rgb_to_y(batch["lr"])), rgb_to_y(batch["hr"]))
+    torch.testing.assert_close(loss, expected)

@@ -72,7 +72,7 @@ def test_resume_continues_step_and_wandb_run(tmp_path: Path) -> None:
     assert steps and min(steps) >= 4, f"resumed run logged steps {steps}"
 
 
-def test_csv_and_tensorboard_loggers(tmp_path: Path) -> None:
+def test_csv_tensorboard_and_no_logger(tmp_path: Path) -> None:
     out = tmp_path / "run"
     train(compose_config(out, [*FAST, "logger=csv", "test=false"]))
     metrics = (out / "csv" / "version_0" / "metrics.csv").read_text()
@@ -81,6 +81,10 @@ def test_csv_and_tensorboard_loggers(tmp_path: Path) -> None:
     out = tmp_path / "tb"
     train(compose_config(out, [*FAST, "logger=tensorboard", "test=false"]))
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+
+    out = tmp_path / "none"
+    assert train(compose_config(out, [*FAST, "logger=none", "test=false"])) is not None
+    assert (out / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_evaluation_only_data_config_refuses_to_train(tmp_path: Path, shared_data: Path) -> None:

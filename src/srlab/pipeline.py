@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
@@ -45,7 +45,7 @@ def train(cfg: DictConfig) -> float | None:
     run_id = (run_id_from_checkpoint(ckpt_path) if ckpt_path else None) or _new_run_id()
 
     loggers = instantiate_loggers(cfg, run_id)
-    callbacks = instantiate_callbacks(cfg)
+    callbacks = instantiate_callbacks(cfg, with_loggers=bool(loggers))
     callbacks.append(RunIdCallback(run_id))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
@@ -89,15 +89,22 @@ def instantiate_loggers(cfg: DictConfig, run_id: str) -> list[Logger]:
     return loggers
 
 
-def instantiate_callbacks(cfg: DictConfig) -> list[Callback]:
-    """The callbacks of ``cfg.callbacks`` (null entries are skipped, so configs can drop one)."""
+def instantiate_callbacks(cfg: DictConfig, with_loggers: bool = True) -> list[Callback]:
+    """The callbacks of ``cfg.callbacks`` (null entries are skipped, so configs can drop one).
+
+    Without loggers (``logger=none``) the learning-rate monitor, which needs one, is left out.
+    """
     callbacks = []
     for name, node in (cfg.get("callbacks") or {}).items():
         if node is None:
             continue
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(f"callbacks.{name} must be a config node with a _target_")
-        callbacks.append(instantiate(node))
+        callback = instantiate(node)
+        if isinstance(callback, LearningRateMonitor) and not with_loggers:
+            log.info("callbacks.%s skipped: it needs a logger and logger=none", name)
+            continue
+        callbacks.append(callback)
     return callbacks
 
 

@@ -144,6 +144,16 @@ CATALOG: dict[str, ImageSet] = {
         lr_name="{stem}x{scale}{ext}",
         source=_DIV2K_SOURCE,
     ),
+    "t91": ImageSet(
+        name="T91",
+        hr_dir="T91/HR",
+        source="the 91 training images of Yang et al. (2010), as shipped with SRCNN's training code",
+    ),
+    "general100": ImageSet(
+        name="General100",
+        hr_dir="General100/HR",
+        source="FSRCNN's General-100 set (Dong et al. 2016), from the FSRCNN project page",
+    ),
     "sample_train": ImageSet(name="SampleTrain", hr_dir=SKIMAGE_DATA_DIR, files=SAMPLE_TRAIN_FILES),
     "sample": ImageSet(name="Sample", hr_dir=SKIMAGE_DATA_DIR, files=SAMPLE_VAL_FILES),
 }

@@ -26,8 +26,9 @@ class SRDataModule(L.LightningDataModule):
     Args:
         scale: the SR scale (the top-level ``scale`` key).
         root: the folder datasets live in (``data.root``); set paths are relative to it.
-        train: the training set, a catalog name or ``{name, hr_dir, lr_dir, ...}``; None for
-            an evaluation-only module (``data=set5``).
+        train: the training set, a catalog name or ``{name, hr_dir, lr_dir, ...}``, or a list
+            of them, concatenated (``[t91, general100]``, ``[div2k_train, flickr2k]``); None
+            for an evaluation-only module (``data=set5``).
         val_sets: evaluation sets scored at every validation, each logged under its name;
             the first one is ``val/psnr``.
         test_sets: sets scored by ``trainer.test`` (default: ``val_sets``).
@@ -45,7 +46,7 @@ class SRDataModule(L.LightningDataModule):
         self,
         scale: int,
         root: str | Path,
-        train: SetSpec | None,
+        train: SetSpec | Sequence[SetSpec] | None,
         val_sets: Sequence[SetSpec],
         test_sets: Sequence[SetSpec] | None = None,
         patch_size: int = 96,
@@ -61,7 +62,9 @@ class SRDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.scale = int(scale)
         self.root = Path(root).expanduser()
-        self.train_set = None if train is None else get_image_set(train)
+        if train is None or isinstance(train, str | Mapping):
+            train = [] if train is None else [train]
+        self.train_sets = [get_image_set(spec) for spec in train]
         self.val_sets = [get_image_set(spec) for spec in val_sets]
         self.test_sets = (
             self.val_sets if test_sets is None else [get_image_set(s) for s in test_sets]
@@ -86,6 +89,10 @@ class SRDataModule(L.LightningDataModule):
         train = {"name": "Folder", "hr_dir": str(hr_dir), "lr_dir": lr_dir and str(lr_dir)}
         return cls(train=train, **kwargs)
 
+    def train_pairs(self) -> list[ImagePair]:
+        """Every training image, in order (after :meth:`verify`)."""
+        return [pair for image_set in self.train_sets for pair in self._pairs[image_set]]
+
     @property
     def val_set_names(self) -> list[str]:
         """Names of the validation sets, in dataloader order."""
@@ -98,13 +105,13 @@ class SRDataModule(L.LightningDataModule):
 
     def verify(self) -> None:
         """Locate every file of every configured set; raise a helpful error if any is missing."""
-        for image_set in [self.train_set, *self.val_sets, *self.test_sets]:
-            if image_set is not None and image_set not in self._pairs:
+        for image_set in [*self.train_sets, *self.val_sets, *self.test_sets]:
+            if image_set not in self._pairs:
                 self._pairs[image_set] = list_pairs(image_set, self.root, self.scale)
 
     def require_train_set(self) -> None:
         """Raise a helpful error if this module has no training set."""
-        if self.train_set is None:
+        if not self.train_sets:
             raise ConfigError(
                 "data.train is null: this data config is for evaluation. Train with "
                 "data=sample, data=div2k or data=folder data.hr_dir=<folder>, and list "
@@ -121,7 +128,7 @@ class SRDataModule(L.LightningDataModule):
         """Shuffled random patches, dropping the last incomplete batch."""
         hp = self.hparams
         dataset = PatchDataset(
-            self._pairs[self.train_set],
+            self.train_pairs(),
             self.scale,
             hp.patch_size,
             repeat=hp.repeat,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from srlab.imaging.color import rgb_to_gray, rgb_to_ycbcr, ycbcr_to_rgb
+from srlab.imaging.color import rgb_to_gray, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from srlab.imaging.imresize import imresize
 
 
@@ -36,3 +36,14 @@ def super_resolve(net: nn.Module, lr: torch.Tensor) -> torch.Tensor:
         f"{type(net).__name__} takes {net_channels} channel(s) but the image has "
         f"{image_channels}: srlab supports 1 (grayscale / Y) and 3 (RGB)"
     )
+
+
+def training_channels(net: nn.Module, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Training images in the network's own channels: the Y channel for a Y network.
+
+    Y networks (SRCNN, FSRCNN, VDSR) are trained on Y alone, as their papers do, so that the
+    loss sees exactly what the network predicts; RGB networks get the images as they are.
+    """
+    if getattr(net, "num_in_ch", 3) == 1:
+        return tuple(rgb_to_y(image) if image.shape[1] == 3 else image for image in images)
+    return images

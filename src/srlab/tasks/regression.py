@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from srlab.models.channels import training_channels
 from srlab.tasks.base import SRTask
 from srlab.tasks.optim import parameter_groups
 
@@ -49,8 +50,8 @@ class RegressionTask(SRTask):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """One optimization step on a batch of (LR, HR) patches."""
-        sr = self(batch["lr"])
-        loss = self.loss(sr, batch["hr"])
+        lr, hr = training_channels(self.net, batch["lr"], batch["hr"])
+        loss = self.loss(self(lr), hr)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["lr"].shape[0])
         return loss
 
