@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from srlab.data import SRDataModule
 from srlab.errors import ConfigError
+from srlab.models import summary
 from srlab.summary import print_summary
 from srlab.tracking import RunIdCallback, finish_wandb, run_id_from_checkpoint
 
@@ -38,6 +39,9 @@ def train(cfg: DictConfig) -> float | None:
     datamodule.require_train_set()
     model: L.LightningModule = instantiate(cfg.model, _convert_="all")
     _check_scale(cfg, model)
+    # Size and compute of the network, to compare a run's speed with the hardware's peak.
+    net_summary = summary(model.net, scale=cfg.scale, lr_size=32)
+    log.info("model: %s", net_summary)
 
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and not Path(ckpt_path).is_file():
@@ -52,6 +56,10 @@ def train(cfg: DictConfig) -> float | None:
     failed = True
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
+        resolved["model_summary"] = {
+            "params": net_summary.params,
+            "macs_per_lr_pixel": net_summary.macs_per_lr_pixel,
+        }
         for logger in loggers:
             logger.log_hyperparams(resolved)
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -7,8 +7,11 @@ exposes ``upscale`` and ``num_in_ch``. Shared building blocks live in :mod:`srla
 from srlab.models.common import MeanShift, ResidualBlockNoBN, Upsample, conv3x3
 from srlab.models.edsr import EDSR
 from srlab.models.fsrcnn import FSRCNN
+from srlab.models.pretrained import PretrainedError, load_pretrained
 from srlab.models.residual import BicubicResidual
+from srlab.models.rrdbnet import RRDBNet
 from srlab.models.srcnn import SRCNN
+from srlab.models.summary import ModelSummary, summary
 from srlab.models.vdsr import VDSR
 
 __all__ = [
@@ -16,6 +19,11 @@ __all__ = [
     "FSRCNN",
     "SRCNN",
     "VDSR",
+    "RRDBNet",
+    "ModelSummary",
+    "PretrainedError",
+    "load_pretrained",
+    "summary",
     "BicubicResidual",
     "MeanShift",
     "ResidualBlockNoBN",

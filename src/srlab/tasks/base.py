@@ -7,6 +7,7 @@ optimizers, so both score and log exactly alike.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -19,6 +20,7 @@ from torchmetrics import MetricCollection
 from srlab.imaging.imresize import imresize
 from srlab.metrics import PSNRY, SSIMY, quantize
 from srlab.models.channels import super_resolve
+from srlab.models.pretrained import load_pretrained
 from srlab.tracking.images import log_images
 
 STAGES = ("val", "test")
@@ -40,10 +42,34 @@ class SRTask(L.LightningModule):
             scale as ``net.upscale`` (and its channels as ``net.num_in_ch``, default 3).
         num_log_images: LR (bicubic-upscaled) | SR | HR comparisons logged per evaluation set
             at each validation, and written as PNGs under ``<output_dir>/images/``.
+        pretrained: weights to start from: a path or URL of an srlab checkpoint (``.ckpt``,
+            EMA weights preferred) or state dict (``.pth``), or an author's release in a
+            layout srlab maps (EDSR-PyTorch, ESRGAN, BasicSR); see
+            :func:`srlab.models.load_pretrained`.
+        pretrained_ignore: glob patterns of parameters not to load (``["upsample.*"]`` to start
+            an x4 EDSR from an x2 one).
+        pretrained_strict: fail on any missing, unexpected or wrong-shaped key.
+        pretrained_sha256: expected checksum of a downloaded file.
     """
 
-    def __init__(self, net: nn.Module, num_log_images: int = 3) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        num_log_images: int = 3,
+        pretrained: str | None = None,
+        pretrained_ignore: Sequence[str] = (),
+        pretrained_strict: bool = True,
+        pretrained_sha256: str | None = None,
+    ) -> None:
         super().__init__()
+        if pretrained:
+            load_pretrained(
+                net,
+                pretrained,
+                strict=pretrained_strict,
+                ignore=pretrained_ignore,
+                sha256=pretrained_sha256,
+            )
         self.net = net
         self.scale = int(net.upscale)
         self.num_log_images = num_log_images

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,6 +30,8 @@ class RegressionTask(SRTask):
             learning rates stay stable (Kim et al. 2016, section 3.3); None disables it
             (``trainer.gradient_clip_val`` still applies).
         num_log_images: comparison images per evaluation set at each validation.
+        **pretrained: ``pretrained``, ``pretrained_ignore``, ``pretrained_strict``,
+            ``pretrained_sha256`` of :class:`SRTask`: weights to start from.
     """
 
     def __init__(
@@ -40,8 +43,9 @@ class RegressionTask(SRTask):
         scheduler_interval: str = "step",
         adjustable_clip: float | None = None,
         num_log_images: int = 3,
+        **pretrained: Any,
     ) -> None:
-        super().__init__(net, num_log_images=num_log_images)
+        super().__init__(net, num_log_images=num_log_images, **pretrained)
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

@@ -1,0 +1,75 @@
+"""Every paper recipe in conf/experiment/ composes and trains a few steps (debug=fast).
+
+The data root is laid out as the catalog expects, with links to the shared reference images
+(T91, General-100, two DIV2K images, Set5, Set14). EDSR and RRDBNet are shrunk to a few
+blocks so that a CPU runs them in seconds; their full sizes are tested in test_configs and
+test_rrdbnet.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import CONF_DIR, compose_config
+
+from srlab.models import EDSR
+from srlab.pipeline import train
+
+RECIPES = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+SHRINK = {
+    "edsr": ["model.net.num_block=2", "model.net.num_feat=16"],
+    "rrdb": ["model.net.num_block=1", "model.net.num_feat=16", "model.net.num_grow_ch=8"],
+}
+
+
+@pytest.fixture(scope="module")
+def data_root(shared_data: Path, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    links = {
+        "T91/HR": shared_data / "train" / "T91" / "HR",
+        "General100/HR": shared_data / "train" / "General100_partial" / "HR",
+        "DIV2K/DIV2K_train_HR": shared_data / "train" / "DIV2K_train_subset" / "HR",
+        "Set5": shared_data / "benchmarks" / "Set5",
+        "Set14": shared_data / "benchmarks" / "Set14",
+    }
+    for name, target in links.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).symlink_to(target)
+    return root
+
+
+def test_every_recipe_is_tested() -> None:
+    assert {"srcnn_x3_t91", "fsrcnn_x2_general100", "edsr_baseline_x2_div2k"} <= set(RECIPES)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_runs_debug_fast(recipe: str, data_root: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    overrides = [
+        f"experiment={recipe}",
+        "debug=fast",
+        "trainer.accelerator=cpu",
+        "trainer.max_steps=2",
+        "trainer.limit_val_batches=1",
+        "logger=csv",
+        "test=false",
+        f"paths.data_dir={data_root}",
+    ]
+    model = recipe.split("_x")[0]
+    overrides += SHRINK.get(model, [])
+    if recipe == "edsr_x4_from_x2":
+        x2 = EDSR(num_feat=16, num_block=2, upscale=2)
+        weights = tmp_path / "edsr_x2.pth"
+        torch.save(x2.state_dict(), weights)
+        overrides.append(f"model.pretrained={weights}")
+    cfg = compose_config(tmp_path / "run", overrides)
+    assert "paper" in cfg.tags and f"x{cfg.scale}" in recipe
+    assert cfg.trainer.max_steps == 2
+    best = train(cfg)
+    # Two steps do not train a network that starts from zero output (SRCNN, RRDBNet): only
+    # check that validation produced a real score.
+    assert best is not None and math.isfinite(best)
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
