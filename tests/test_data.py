@@ -164,3 +164,23 @@ def test_sample_datamodule_batches() -> None:
 def test_duplicate_val_sets_rejected() -> None:
     with pytest.raises(ConfigError, match="twice"):
         SRDataModule(scale=2, root=".", train=None, val_sets=["set5", "Set5"])
+
+
+def test_multiscale_batches_share_one_scale(tmp_path: Path) -> None:
+    for index in range(3):
+        _write(tmp_path / "HR" / f"{index}.png", _random_image(60, 72, seed=index))
+    datamodule = SRDataModule(
+        scale=2, root=tmp_path, train={"name": "T", "hr_dir": "HR"},
+        val_sets=[{"name": "V", "hr_dir": "HR"}], patch_size=25, batch_size=2, repeat=20,
+        num_workers=0, train_scales=[2, 3, 4],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    datamodule.setup("fit")
+    seen = set()
+    for batch in datamodule.train_dataloader():
+        scale = int(batch["scale"][0])
+        assert (batch["scale"] == scale).all()
+        lr_side = 25 // scale
+        assert batch["lr"].shape[-1] == lr_side and batch["hr"].shape[-1] == lr_side * scale
+        seen.add(scale)
+    assert seen == {2, 3, 4}

@@ -66,7 +66,7 @@ def test_recipe_runs_debug_fast(recipe: str, data_root: Path, tmp_path: Path, mo
         torch.save(x2.state_dict(), weights)
         overrides.append(f"model.pretrained={weights}")
     cfg = compose_config(tmp_path / "run", overrides)
-    assert "paper" in cfg.tags and f"x{cfg.scale}" in recipe
+    assert "paper" in cfg.tags
     assert cfg.trainer.max_steps == 2
     best = train(cfg)
     # Two steps do not train a network that starts from zero output (SRCNN, RRDBNet): only

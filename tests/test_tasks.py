@@ -89,3 +89,15 @@ def test_y_network_trains_on_y() -> None:
     loss = task.training_step(batch, 0)
     expected = nn.functional.mse_loss(task.net(rgb_to_y(batch["lr"])), rgb_to_y(batch["hr"]))
     torch.testing.assert_close(loss, expected)
+
+
+def test_multiscale_batch_uses_its_scale() -> None:
+    from srlab.models import VDSR
+
+    task = _task(VDSR(num_layers=3, num_feat=4, upscale=2))
+    task.log = lambda *args, **kwargs: None
+    batch = {"lr": torch.rand(2, 3, 6, 6), "hr": torch.rand(2, 3, 18, 18), "scale": [3, 3]}
+    loss = task.training_step(batch, 0)  # an x3 batch on an x2-default VDSR: sizes agree
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="x2 only"):
+        super_resolve(EDSR(num_feat=4, num_block=1, upscale=2), batch["lr"], scale=3)

@@ -38,7 +38,7 @@ def train(cfg: DictConfig) -> float | None:
     datamodule.verify()
     datamodule.require_train_set()
     model: L.LightningModule = instantiate(cfg.model, _convert_="all")
-    _check_scale(cfg, model)
+    _check_scale(cfg, model, datamodule)
     # Size and compute of the network, to compare a run's speed with the hardware's peak.
     net_summary = summary(model.net, scale=cfg.scale, lr_size=32)
     log.info("model: %s", net_summary)
@@ -133,7 +133,13 @@ def _new_run_id() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
-def _check_scale(cfg: DictConfig, model: L.LightningModule) -> None:
+def _check_scale(cfg: DictConfig, model: L.LightningModule, datamodule: SRDataModule) -> None:
+    if len(datamodule.train_scales) > 1 and not getattr(model.net, "any_scale", False):
+        raise ConfigError(
+            f"data.train_scales={datamodule.train_scales} needs a network that upsamples by "
+            f"any scale (VDSR), but {type(model.net).__name__} upsamples x{model.scale} only: "
+            "set data.train_scales=null"
+        )
     net_scale = getattr(model, "scale", None)
     if net_scale is not None and net_scale != cfg.scale:
         raise ConfigError(

@@ -8,10 +8,17 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from srlab.data.catalog import ImageSet, get_image_set
-from srlab.data.datasets import EvalDataset, ImagePair, PatchDataset, list_pairs
+from srlab.data.datasets import (
+    EvalDataset,
+    ImagePair,
+    MultiScaleDataset,
+    PatchDataset,
+    ScaleBatchSampler,
+    list_pairs,
+)
 from srlab.errors import ConfigError
 
 SetSpec = str | Mapping[str, Any]
@@ -40,6 +47,10 @@ class SRDataModule(L.LightningDataModule):
         num_workers: loader worker processes.
         pin_memory: pinned host memory for faster copies to a GPU (None: when CUDA exists).
         persistent_workers: keep workers (and their decoded images) between epochs.
+        train_scales: train one model on several scales, one random scale per batch
+            (VDSR's multi-scale training; the network must accept any scale); the HR patch
+            is ``patch_size`` rounded down to a multiple of each scale. None: ``[scale]``.
+            Validation and test run at ``scale``.
     """
 
     def __init__(
@@ -57,6 +68,7 @@ class SRDataModule(L.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
+        train_scales: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -71,8 +83,9 @@ class SRDataModule(L.LightningDataModule):
         )
         _check_unique_names(self.val_sets, "data.val_sets")
         _check_unique_names(self.test_sets, "data.test_sets")
+        self.train_scales = [self.scale] if not train_scales else [int(s) for s in train_scales]
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self._pairs: dict[ImageSet, list[ImagePair]] = {}
+        self._pairs: dict[tuple[ImageSet, int], list[ImagePair]] = {}
 
     @classmethod
     def from_folder(
@@ -89,9 +102,10 @@ class SRDataModule(L.LightningDataModule):
         train = {"name": "Folder", "hr_dir": str(hr_dir), "lr_dir": lr_dir and str(lr_dir)}
         return cls(train=train, **kwargs)
 
-    def train_pairs(self) -> list[ImagePair]:
-        """Every training image, in order (after :meth:`verify`)."""
-        return [pair for image_set in self.train_sets for pair in self._pairs[image_set]]
+    def train_pairs(self, scale: int | None = None) -> list[ImagePair]:
+        """Every training image at ``scale`` (default: ``scale``), in order (after verify)."""
+        scale = self.scale if scale is None else scale
+        return [pair for s in self.train_sets for pair in self._pairs[(s, scale)]]
 
     @property
     def val_set_names(self) -> list[str]:
@@ -105,9 +119,11 @@ class SRDataModule(L.LightningDataModule):
 
     def verify(self) -> None:
         """Locate every file of every configured set; raise a helpful error if any is missing."""
-        for image_set in [*self.train_sets, *self.val_sets, *self.test_sets]:
-            if image_set not in self._pairs:
-                self._pairs[image_set] = list_pairs(image_set, self.root, self.scale)
+        wanted = [(s, scale) for s in self.train_sets for scale in self.train_scales]
+        wanted += [(s, self.scale) for s in [*self.val_sets, *self.test_sets]]
+        for image_set, scale in wanted:
+            if (image_set, scale) not in self._pairs:
+                self._pairs[(image_set, scale)] = list_pairs(image_set, self.root, scale)
 
     def require_train_set(self) -> None:
         """Raise a helpful error if this module has no training set."""
@@ -127,15 +143,25 @@ class SRDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Shuffled random patches, dropping the last incomplete batch."""
         hp = self.hparams
-        dataset = PatchDataset(
-            self.train_pairs(),
-            self.scale,
-            hp.patch_size,
-            repeat=hp.repeat,
-            augment=hp.augment,
-            in_memory=hp.in_memory,
+        datasets = {
+            scale: PatchDataset(
+                self.train_pairs(scale),
+                scale,
+                hp.patch_size - hp.patch_size % scale,
+                repeat=hp.repeat,
+                augment=hp.augment,
+                in_memory=hp.in_memory,
+            )
+            for scale in self.train_scales
+        }
+        if len(datasets) == 1:
+            (dataset,) = datasets.values()
+            return self._loader(dataset, batch_size=hp.batch_size, shuffle=True, drop_last=True)
+        dataset = MultiScaleDataset(datasets)
+        sampler = ScaleBatchSampler(
+            RandomSampler(dataset), hp.batch_size, drop_last=True, scales=self.train_scales
         )
-        return self._loader(dataset, batch_size=hp.batch_size, shuffle=True, drop_last=True)
+        return self._loader(dataset, batch_sampler=sampler)
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader of whole images per validation set."""
@@ -147,16 +173,14 @@ class SRDataModule(L.LightningDataModule):
 
     def _eval_loader(self, image_set: ImageSet) -> DataLoader:
         # Whole images differ in size, so evaluation batches hold one image.
-        dataset = EvalDataset(self._pairs[image_set], self.scale)
+        dataset = EvalDataset(self._pairs[(image_set, self.scale)], self.scale)
         return self._loader(dataset, batch_size=1, shuffle=False, drop_last=False)
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+    def _loader(self, dataset, **batching: Any) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(
             dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
+            **batching,
             num_workers=workers,
             pin_memory=self.pin_memory,
             persistent_workers=workers > 0 and self.hparams.persistent_workers,

@@ -7,12 +7,13 @@ mod-cropped HR by MATLAB bicubic, exactly as the literature makes its LR.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import BatchSampler, Dataset, Sampler
 
 from srlab.data.catalog import ImageSet
 from srlab.data.io import is_image_file, read_image
@@ -218,3 +219,65 @@ class EvalDataset(_PairDataset):
     def __getitem__(self, index: int) -> dict:
         hr, lr = self._load(index)
         return {"lr": to_tensor(lr), "hr": to_tensor(hr), "name": self.pairs[index].name}
+
+
+class MultiScaleDataset(Dataset):
+    """Training patches at several scales, one :class:`PatchDataset` per scale.
+
+    Indexed with ``(index, scale)`` pairs, which :class:`ScaleBatchSampler` makes with one
+    scale per batch (patches of one batch must share a size); each sample carries its
+    ``scale``. For one model trained on several scales (VDSR's multi-scale model).
+
+    Args:
+        datasets: ``{scale: PatchDataset}``, the same images at every scale.
+    """
+
+    def __init__(self, datasets: dict[int, PatchDataset]) -> None:
+        lengths = {len(dataset) for dataset in datasets.values()}
+        if len(lengths) != 1:
+            raise DataError(f"the datasets of the scales differ in length: {sorted(lengths)}")
+        self.datasets = datasets
+        self.scales = sorted(datasets)
+
+    def __len__(self) -> int:
+        return len(self.datasets[self.scales[0]])
+
+    def __getitem__(self, item: tuple[int, int]) -> dict:
+        index, scale = item
+        return {**self.datasets[scale][index], "scale": scale}
+
+
+class ScaleBatchSampler(BatchSampler):
+    """Batches of ``(index, scale)`` with one random scale per batch.
+
+    A :class:`~torch.utils.data.BatchSampler` (so Lightning can swap its sampler for a
+    distributed one); the scale sequence is seeded by ``seed`` and the epoch.
+
+    Args:
+        sampler: the index sampler (random for training).
+        batch_size: samples per batch.
+        drop_last: drop the last incomplete batch.
+        scales: the scales to draw from.
+        seed: seed of the scale draws (None: drawn from torch's seeded global RNG).
+    """
+
+    def __init__(
+        self,
+        sampler: Sampler[int],
+        batch_size: int,
+        drop_last: bool,
+        scales: Sequence[int] = (2, 3, 4),
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        self.scales = list(scales)
+        # Default: drawn from torch's global RNG, which the run's seed fixes.
+        self.seed = int(torch.randint(2**31, ())) if seed is None else seed
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        for batch in super().__iter__():
+            scale = self.scales[int(torch.randint(len(self.scales), (1,), generator=generator))]
+            yield [(index, scale) for index in batch]

@@ -15,21 +15,30 @@ from srlab.imaging.color import rgb_to_gray, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rg
 from srlab.imaging.imresize import imresize
 
 
-def super_resolve(net: nn.Module, lr: torch.Tensor) -> torch.Tensor:
+def super_resolve(net: nn.Module, lr: torch.Tensor, scale: int | None = None) -> torch.Tensor:
     """``net(lr)`` for an LR batch [B, 1 or 3, h, w] in [0, 1], with the channels of ``lr``.
 
     The network declares its channels with ``net.num_in_ch`` (default 3) and its scale with
-    ``net.upscale``.
+    ``net.upscale``. ``scale``, when it differs from ``net.upscale``, is passed on as
+    ``net(lr, scale=scale)``: only networks with ``any_scale`` (VDSR) accept it.
     """
+    if scale is not None and scale != getattr(net, "upscale", scale):
+        if not getattr(net, "any_scale", False):
+            raise ValueError(f"{type(net).__name__} upsamples x{net.upscale} only, not x{scale}")
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return net(x, scale=scale)
+    else:
+        run = net
     net_channels = getattr(net, "num_in_ch", 3)
     image_channels = lr.shape[1]
     if image_channels == net_channels:
-        return net(lr)
+        return run(lr)
     if image_channels == 1 and net_channels == 3:
-        return rgb_to_gray(net(lr.expand(-1, 3, -1, -1)))
+        return rgb_to_gray(run(lr.expand(-1, 3, -1, -1)))
     if image_channels == 3 and net_channels == 1:
         ycbcr = rgb_to_ycbcr(lr)
-        y = net(ycbcr[:, :1])
+        y = run(ycbcr[:, :1])
         cbcr = imresize(ycbcr[:, 1:], size=tuple(y.shape[-2:]))
         return ycbcr_to_rgb(torch.cat([y, cbcr], dim=1))
     raise ValueError(

@@ -78,6 +78,9 @@ class VDSR(nn.Module):
         self.num_in_ch = num_in_ch
         self.num_out_ch = num_in_ch
         self.upscale = upscale
+        # Tells the task and the data module that forward(lr, scale=k) works for any k, so
+        # that one model can train on several scales (data.train_scales).
+        self.any_scale = True
 
         layers: list[nn.Module] = [nn.Conv2d(num_in_ch, num_feat, 3, padding=1), nn.ReLU(True)]
         for _ in range(num_layers - 2):

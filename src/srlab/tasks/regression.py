@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from srlab.models.channels import training_channels
+from srlab.models.channels import super_resolve, training_channels
 from srlab.tasks.base import SRTask
 from srlab.tasks.optim import parameter_groups
 
@@ -55,7 +55,9 @@ class RegressionTask(SRTask):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """One optimization step on a batch of (LR, HR) patches."""
         lr, hr = training_channels(self.net, batch["lr"], batch["hr"])
-        loss = self.loss(self(lr), hr)
+        # Multi-scale batches (data.train_scales) carry their scale: one per batch.
+        scale = int(batch["scale"][0]) if "scale" in batch else None
+        loss = self.loss(super_resolve(self.net, lr, scale), hr)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["lr"].shape[0])
         return loss
 
