@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import CONF_DIR, compose_config
 from hydra.utils import instantiate
 
@@ -69,3 +70,32 @@ def test_div2k_without_files_fails_with_layout(tmp_path: Path) -> None:
     datamodule = instantiate(cfg.data, _convert_="all")
     with pytest.raises(DatasetNotFoundError, match="DIV2K_train_HR"):
         datamodule.verify()
+
+
+REGRESSION_MODELS = ["edsr_tiny", "edsr_baseline", "edsr", "srcnn", "fsrcnn", "vdsr", "rrdb"]
+UNSUPPORTED = {("rrdb", 3)}  # RRDBNet upsamples by x2 stages only
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("model", REGRESSION_MODELS)
+def test_model_config_odd_sizes_and_one_training_step(
+    tmp_path: Path, model: str, scale: int
+) -> None:
+    cfg = compose_config(tmp_path, [f"model={model}", f"scale={scale}"])
+    if (model, scale) in UNSUPPORTED:
+        with pytest.raises(Exception, match="scale"):
+            instantiate(cfg.model, _convert_="all")
+        return
+    torch.manual_seed(0)
+    task = instantiate(cfg.model, _convert_="all")
+    lr = torch.rand(2, 3, 7, 9)  # odd, non-square
+    hr = torch.rand(2, 3, 7 * scale, 9 * scale)
+    assert task(lr).shape == hr.shape
+    task.log = lambda *args, **kwargs: None  # not attached to a Trainer
+    optimizer = task.configure_optimizers()["optimizer"]
+    before = [p.detach().clone() for p in task.net.parameters()]
+    loss = task.training_step({"lr": lr, "hr": hr, "name": ["a", "b"]}, 0)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(b, p) for b, p in zip(before, task.net.parameters(), strict=True))
