@@ -263,3 +263,27 @@ def test_metric_reset_and_forward() -> None:
 def test_metric_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match=r"\(1, 3, 16, 16\).*\(1, 3, 16, 18\)"):
         SSIMY(shave=2).update(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 18))
+
+
+def test_rgb_protocol_matches_skimage_over_channels() -> None:
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    torch.manual_seed(0)
+    hr = torch.rand(1, 3, 40, 40)
+    sr = (hr + 0.05 * torch.randn_like(hr)).clamp(0, 1)
+    a, b = ((x * 255).round().double()[0].permute(1, 2, 0).numpy()[3:-3, 3:-3] for x in (sr, hr))
+    expected_ssim = structural_similarity(
+        b, a, data_range=255, gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False, channel_axis=2,
+    )  # fmt: skip
+    assert ssim_y(sr, hr, 3, channel="rgb").item() == pytest.approx(expected_ssim, abs=1e-9)
+    expected_psnr = peak_signal_noise_ratio(b, a, data_range=255)
+    assert psnr_y(sr, hr, 3, channel="rgb").item() == pytest.approx(expected_psnr, abs=1e-9)
+
+
+def test_round_y_rounds_matlab_style() -> None:
+    from srlab.metrics import to_y255
+
+    rgb = torch.tensor([0.2, 0.5, 0.7]).view(1, 3, 1, 1)
+    y = to_y255(rgb).item()
+    assert to_y255(rgb, round_y=True).item() == np.floor(y + 0.5) != y

@@ -58,8 +58,8 @@ def quantize(image: Tensor) -> Tensor:
     return image.clamp(0.0, 1.0).mul(_PEAK).round()
 
 
-def to_y255(image: Tensor) -> Tensor:
-    """Quantize ``image`` and return its scoring channel in [0, 255], float64.
+def to_y255(image: Tensor, channel: str = "y", round_y: bool = False) -> Tensor:
+    """Quantize ``image`` and return its scoring channel(s) in [0, 255], float64.
 
     For RGB (``C == 3``) that is MATLAB's Y, ``16 + 65.481 R + 128.553 G + 24.966 B`` on
     ``R, G, B = levels / 255`` (not rounded again, as in MATLAB's ``rgb2ycbcr`` on double
@@ -67,9 +67,13 @@ def to_y255(image: Tensor) -> Tensor:
 
     Args:
         image: float ``[B, C, H, W]`` in [0, 1] with ``C`` 1 or 3.
+        channel: ``"y"`` (the literature's default) or ``"rgb"`` (all three channels, for
+            papers that score RGB).
+        round_y: round Y to 8-bit levels, as MATLAB's ``rgb2ycbcr`` does on uint8 input
+            (some older papers' evaluation scripts).
 
     Returns:
-        float64 ``[B, 1, H, W]``.
+        float64 ``[B, 1, H, W]`` (``[B, 3, H, W]`` for ``channel="rgb"`` on RGB input).
 
     Raises:
         ValueError: if ``image`` is not 4-D with 1 or 3 channels.
@@ -88,13 +92,19 @@ def to_y255(image: Tensor) -> Tensor:
         )
     # float64 from here on: the scores are compared with published values to 1e-2 dB and
     # float32 sums over large images would eat into that.
+    if channel not in ("y", "rgb"):
+        raise ValueError(f"channel must be 'y' or 'rgb', got {channel!r}")
     levels = quantize(image).to(torch.float64)
-    if image.shape[1] == 1:
+    if image.shape[1] == 1 or channel == "rgb":
         return levels
-    return rgb_to_y(levels / _PEAK) * _PEAK
+    y = rgb_to_y(levels / _PEAK) * _PEAK
+    # MATLAB rounds halves away from zero; Y is positive, so floor(y + 0.5) is that.
+    return torch.floor(y + 0.5) if round_y else y
 
 
-def _scoring_pair(sr: Tensor, hr: Tensor, shave: int) -> tuple[Tensor, Tensor]:
+def _scoring_pair(
+    sr: Tensor, hr: Tensor, shave: int, channel: str = "y", round_y: bool = False
+) -> tuple[Tensor, Tensor]:
     """Validate inputs, then return the shaved float64 scoring channels of ``sr`` and ``hr``."""
     if sr.shape != hr.shape:
         raise ValueError(
@@ -102,7 +112,7 @@ def _scoring_pair(sr: Tensor, hr: Tensor, shave: int) -> tuple[Tensor, Tensor]:
         )
     if shave < 0:
         raise ValueError(f"shave must be >= 0, got {shave}")
-    y_sr, y_hr = to_y255(sr), to_y255(hr)
+    y_sr, y_hr = to_y255(sr, channel, round_y), to_y255(hr, channel, round_y)
     height, width = y_sr.shape[-2:]
     if height <= 2 * shave or width <= 2 * shave:
         raise ValueError(
@@ -114,7 +124,7 @@ def _scoring_pair(sr: Tensor, hr: Tensor, shave: int) -> tuple[Tensor, Tensor]:
     return y_sr, y_hr
 
 
-def psnr_y(sr: Tensor, hr: Tensor, shave: int) -> Tensor:
+def psnr_y(sr: Tensor, hr: Tensor, shave: int, channel: str = "y", round_y: bool = False) -> Tensor:
     """Per-image PSNR on the scoring channel, after quantizing and shaving (DESIGN section 4).
 
     ``PSNR = 10 log10(255^2 / MSE)``, with ``MSE`` the mean squared difference of the two
@@ -126,6 +136,8 @@ def psnr_y(sr: Tensor, hr: Tensor, shave: int) -> Tensor:
         sr: super-resolved float ``[B, C, H, W]`` in [0, 1], ``C`` 1 or 3.
         hr: ground truth of the same shape.
         shave: pixels removed on every side before scoring (the scale, by convention).
+        channel: ``"y"`` or ``"rgb"``, see :func:`to_y255`.
+        round_y: round Y to 8-bit levels, see :func:`to_y255`.
 
     Returns:
         float64 ``[B]``, one PSNR in dB per image.
@@ -141,7 +153,7 @@ def psnr_y(sr: Tensor, hr: Tensor, shave: int) -> Tensor:
         >>> psnr_y(sr, hr, shave=2).round(decimals=4).tolist()  # 10 log10(255^2 / 100)
         [28.1308, 28.1308]
     """
-    y_sr, y_hr = _scoring_pair(sr, hr, shave)
+    y_sr, y_hr = _scoring_pair(sr, hr, shave, channel, round_y)
     mse = (y_sr - y_hr).square().flatten(1).mean(dim=1)
     return 10.0 * torch.log10(_PEAK**2 / mse)
 
@@ -158,7 +170,7 @@ def _gaussian_profile(dtype: torch.dtype, device: torch.device) -> Tensor:
     return profile / profile.sum()
 
 
-def ssim_y(sr: Tensor, hr: Tensor, shave: int) -> Tensor:
+def ssim_y(sr: Tensor, hr: Tensor, shave: int, channel: str = "y", round_y: bool = False) -> Tensor:
     """Per-image SSIM of Wang et al. (2004) on the scoring channel (DESIGN section 4).
 
     With local statistics taken under an 11x11 Gaussian window (sigma 1.5, normalized),
@@ -175,6 +187,8 @@ def ssim_y(sr: Tensor, hr: Tensor, shave: int) -> Tensor:
         sr: super-resolved float ``[B, C, H, W]`` in [0, 1], ``C`` 1 or 3.
         hr: ground truth of the same shape.
         shave: pixels removed on every side before scoring (the scale, by convention).
+        channel: ``"y"`` or ``"rgb"``, see :func:`to_y255`.
+        round_y: round Y to 8-bit levels, see :func:`to_y255`.
 
     Returns:
         float64 ``[B]``, one SSIM per image (1 for identical images).
@@ -192,8 +206,10 @@ def ssim_y(sr: Tensor, hr: Tensor, shave: int) -> Tensor:
         >>> bool(ssim_y(hr.flip(-1), hr, shave=2) < 0.5)
         True
     """
-    y_sr, y_hr = _scoring_pair(sr, hr, shave)
-    height, width = y_sr.shape[-2:]
+    y_sr, y_hr = _scoring_pair(sr, hr, shave, channel, round_y)
+    # Several scoring channels (channel="rgb"): SSIM per channel, then their mean.
+    images, channels, height, width = y_sr.shape
+    y_sr, y_hr = y_sr.reshape(-1, 1, height, width), y_hr.reshape(-1, 1, height, width)
     if height < _SSIM_WINDOW or width < _SSIM_WINDOW:
         raise ValueError(
             f"SSIM needs at least {_SSIM_WINDOW}x{_SSIM_WINDOW} pixels after shaving, "
@@ -217,7 +233,7 @@ def ssim_y(sr: Tensor, hr: Tensor, shave: int) -> Tensor:
     ssim_map = ((2 * mu_xy + _SSIM_C1) * (2 * cov_xy + _SSIM_C2)) / (
         (mu_xx + mu_yy + _SSIM_C1) * (var_x + var_y + _SSIM_C2)
     )
-    return ssim_map.flatten(1).mean(dim=1)
+    return ssim_map.flatten(1).mean(dim=1).view(images, channels).mean(dim=1)
 
 
 class _MeanOverImages(Metric):

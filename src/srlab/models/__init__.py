@@ -4,6 +4,7 @@ Every network maps an LR batch ``[B, C, h, w]`` in ``[0, 1]`` to SR ``[B, C', s*
 exposes ``upscale`` and ``num_in_ch``. Shared building blocks live in :mod:`srlab.models.common`.
 """
 
+from srlab.models.bicubic import Bicubic
 from srlab.models.common import MeanShift, ResidualBlockNoBN, Upsample, conv3x3
 from srlab.models.edsr import EDSR
 from srlab.models.fsrcnn import FSRCNN
@@ -15,6 +16,7 @@ from srlab.models.summary import ModelSummary, summary
 from srlab.models.vdsr import VDSR
 
 __all__ = [
+    "Bicubic",
     "EDSR",
     "FSRCNN",
     "SRCNN",
