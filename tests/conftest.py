@@ -23,3 +23,9 @@ def shared_data() -> Path:
             pytest.fail(message + " and SRLAB_REQUIRE_SHARED=1 requires them")
         pytest.skip(message)
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(monkeypatch, tmp_path_factory) -> None:
+    """Keep made LR images and downloaded weights out of the user's ~/.cache."""
+    monkeypatch.setenv("SRLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))

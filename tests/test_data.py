@@ -184,3 +184,22 @@ def test_multiscale_batches_share_one_scale(tmp_path: Path) -> None:
         assert batch["lr"].shape[-1] == lr_side and batch["hr"].shape[-1] == lr_side * scale
         seen.add(scale)
     assert seen == {2, 3, 4}
+
+
+def test_made_lr_is_cached_on_disk_and_lr_modes(tmp_path: Path) -> None:
+    hr = _random_image(24, 36)
+    _write(tmp_path / "Set5" / "HR" / "a.png", hr)
+    _write(tmp_path / "Set5" / "LR_bicubic" / "X2" / "ax2.png", np.zeros((12, 18, 3), np.uint8))
+    cache = tmp_path / "cache"
+    (pair,) = list_pairs(get_image_set("set5"), tmp_path, 2, lr="generate", cache_dir=cache)
+    assert pair.lr is None
+    _, lr = load_pair(pair, 2, channels=None)
+    (cached,) = (cache / "lr" / "x2").glob("a-*.png")
+    assert np.array_equal(read_image(cached), lr)
+    assert np.array_equal(load_pair(pair, 2, channels=None)[1], lr)  # served from the cache
+    (auto,) = list_pairs(get_image_set("set5"), tmp_path, 2)
+    assert auto.lr.name == "ax2.png"
+    with pytest.raises(DatasetNotFoundError, match="data.lr=files"):
+        list_pairs(get_image_set("set5"), tmp_path, 3, lr="files")
+    with pytest.raises(ConfigError, match="data.lr"):
+        list_pairs(get_image_set("set5"), tmp_path, 2, lr="bicubic")

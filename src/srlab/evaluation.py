@@ -314,7 +314,9 @@ def evaluate_model(
         raise ConfigError(f"the network upsamples x{net.upscale} but scale={scale}")
     predict = predictor(net, scale, options.tile, options.tile_overlap, options.self_ensemble)
     image_sets = [get_image_set(spec) for spec in _as_list(options.sets)]
-    pairs = {s.name: list_pairs(s, Path(cfg.data_root), scale) for s in image_sets}  # fail early
+    root, cache_dir = Path(cfg.data_root), cfg.paths.get("cache_dir")
+    # List every set before the first image is scored: a missing set fails at once.
+    pairs = {s.name: list_pairs(s, root, scale, options.lr, cache_dir) for s in image_sets}
     datasets = {}
     for name, set_pairs in pairs.items():
         save_dir = output_dir / "images" / name if options.save_images else None

@@ -47,6 +47,9 @@ class SRDataModule(L.LightningDataModule):
         num_workers: loader worker processes.
         pin_memory: pinned host memory for faster copies to a GPU (None: when CUDA exists).
         persistent_workers: keep workers (and their decoded images) between epochs.
+        lr: where LR comes from: ``auto`` (LR files when the set has them, else made from HR
+            by MATLAB bicubic), ``files`` (required), ``generate`` (always made from HR).
+        cache_dir: made LR images are cached under ``<cache_dir>/lr/`` (None: in memory only).
         train_scales: train one model on several scales, one random scale per batch
             (VDSR's multi-scale training; the network must accept any scale); the HR patch
             is ``patch_size`` rounded down to a multiple of each scale. None: ``[scale]``.
@@ -68,6 +71,8 @@ class SRDataModule(L.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
+        lr: str = "auto",
+        cache_dir: str | Path | None = None,
         train_scales: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
@@ -123,7 +128,9 @@ class SRDataModule(L.LightningDataModule):
         wanted += [(s, self.scale) for s in [*self.val_sets, *self.test_sets]]
         for image_set, scale in wanted:
             if (image_set, scale) not in self._pairs:
-                self._pairs[(image_set, scale)] = list_pairs(image_set, self.root, scale)
+                self._pairs[(image_set, scale)] = list_pairs(
+                    image_set, self.root, scale, self.hparams.lr, self.hparams.cache_dir
+                )
 
     def require_train_set(self) -> None:
         """Raise a helpful error if this module has no training set."""

@@ -7,36 +7,68 @@ mod-cropped HR by MATLAB bicubic, exactly as the literature makes its LR.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import BatchSampler, Dataset, Sampler
 
 from srlab.data.catalog import ImageSet
 from srlab.data.io import is_image_file, read_image
-from srlab.errors import DataError, DatasetNotFoundError
+from srlab.errors import ConfigError, DataError, DatasetNotFoundError
 from srlab.imaging.imresize import imresize
+
+log = logging.getLogger(__name__)
+
+
+LR_MODES = ("auto", "files", "generate")
 
 
 @dataclass(frozen=True)
 class ImagePair:
-    """One image of a set: its name, its HR file and its LR file (None: made from HR)."""
+    """One image of a set: its name, its HR file and its LR file.
+
+    ``lr`` None means the LR is made from HR by MATLAB bicubic; it is then cached under
+    ``lr_cache`` (a folder) when one is given.
+    """
 
     name: str
     hr: Path
     lr: Path | None
+    lr_cache: Path | None = None
 
 
-def list_pairs(image_set: ImageSet, root: Path, scale: int) -> list[ImagePair]:
+def list_pairs(
+    image_set: ImageSet,
+    root: Path,
+    scale: int,
+    lr: str = "auto",
+    cache_dir: Path | None = None,
+) -> list[ImagePair]:
     """The image pairs of ``image_set`` at ``scale``, checking that every file is there.
+
+    Args:
+        image_set: the set.
+        root: ``data.root``, which the set's folders are relative to.
+        scale: the SR scale.
+        lr: where LR comes from: ``auto`` (the set's LR files when its LR folder exists, else
+            made from HR), ``files`` (the LR files, required), ``generate`` (always made from
+            HR by MATLAB bicubic, ignoring LR files).
+        cache_dir: where made LR images are cached on disk (``<cache_dir>/lr/x<s>/``), so
+            they are computed once; None keeps them in memory only.
 
     Raises:
         DatasetNotFoundError: the HR folder is missing or empty, a listed file is missing,
-            or the LR folder exists but lacks the LR file of an HR image.
+            or LR files are used but one is missing.
     """
+    if lr not in LR_MODES:
+        raise ConfigError(f"data.lr={lr!r}: use one of {LR_MODES}")
     hr_dir = image_set.hr_path(root)
     if not hr_dir.is_dir():
         raise image_set.missing_error(root, f"HR folder {hr_dir} does not exist")
@@ -50,8 +82,11 @@ def list_pairs(image_set: ImageSet, root: Path, scale: int) -> list[ImagePair]:
         if not hr_files:
             raise image_set.missing_error(root, f"HR folder {hr_dir} holds no images")
     lr_dir = image_set.lr_path(root, scale)
-    if lr_dir is None or not lr_dir.is_dir():
-        return [ImagePair(path.stem, path, None) for path in hr_files]
+    if lr == "files" and (lr_dir is None or not lr_dir.is_dir()):
+        raise image_set.missing_error(root, f"data.lr=files but there is no LR folder {lr_dir}")
+    if lr == "generate" or lr_dir is None or not lr_dir.is_dir():
+        cache = None if cache_dir is None else Path(cache_dir) / "lr" / f"x{scale}"
+        return [ImagePair(path.stem, path, None, cache) for path in hr_files]
     pairs = []
     for path in hr_files:
         lr_name = image_set.lr_name.format(stem=path.stem, scale=scale, ext=path.suffix)
@@ -72,6 +107,35 @@ def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     return imresize(chw, scale=1.0 / scale).numpy().transpose(1, 2, 0)
 
 
+def cached_lr(pair: ImagePair, hr: np.ndarray, scale: int) -> np.ndarray:
+    """The made LR of ``pair``: read from its disk cache, or made and written there.
+
+    The cache file is named by a hash of the HR file's path, size and modification time, so
+    a changed HR image is made again. It is written to a temporary name and renamed, so
+    concurrent workers or an interrupted run never leave a half-written file; a read-only
+    cache folder only costs the recomputation.
+    """
+    if pair.lr_cache is None:
+        return make_lr(hr, scale)
+    stat = pair.hr.stat()
+    key = hashlib.sha1(f"{pair.hr.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    path = pair.lr_cache / f"{pair.hr.stem}-{key.hexdigest()[:16]}.png"
+    if path.is_file():
+        return read_image(path)
+    lr = make_lr(hr, scale)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(lr[..., 0] if lr.shape[2] == 1 else lr).save(partial, format="PNG")
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        log.warning(
+            "cannot cache LR images in %s (%s): they are made in memory", path.parent, error
+        )
+    return lr
+
+
 def load_pair(pair: ImagePair, scale: int, channels: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Read one pair as uint8 arrays ``(hr, lr)`` of shapes [s*h, s*w, C] and [h, w, C].
 
@@ -86,7 +150,7 @@ def load_pair(pair: ImagePair, scale: int, channels: int | None) -> tuple[np.nda
     """
     hr = read_image(pair.hr)
     hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
-    lr = make_lr(hr, scale) if pair.lr is None else read_image(pair.lr)
+    lr = cached_lr(pair, hr, scale) if pair.lr is None else read_image(pair.lr)
     if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
         raise DataError(
             f"LR {pair.lr} is {lr.shape[1]}x{lr.shape[0]} (WxH) but HR {pair.hr} mod-cropped "
