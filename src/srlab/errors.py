@@ -23,3 +23,7 @@ class DatasetNotFoundError(DataError):
 
 class ImageReadError(DataError):
     """An image file exists but cannot be read or decoded."""
+
+
+class NonFiniteLossError(SRLabError):
+    """Too many training steps in a row had a NaN or infinite loss."""

@@ -315,6 +315,10 @@ def evaluate_model(
     predict = predictor(net, scale, options.tile, options.tile_overlap, options.self_ensemble)
     image_sets = [get_image_set(spec) for spec in _as_list(options.sets)]
     root, cache_dir = Path(cfg.data_root), cfg.paths.get("cache_dir")
+    if options.get("download"):
+        from srlab.data.download import download_sets
+
+        download_sets(image_sets, root, scales=[scale])
     # List every set before the first image is scored: a missing set fails at once.
     pairs = {s.name: list_pairs(s, root, scale, options.lr, cache_dir) for s in image_sets}
     datasets = {}

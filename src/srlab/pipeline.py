@@ -10,13 +10,15 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
+from srlab.checkpoints import forward_sigusr1_as_sigterm, resolve_ckpt_path
 from srlab.data import SRDataModule
-from srlab.errors import ConfigError
+from srlab.errors import ConfigError, SRLabError
 from srlab.models import summary
 from srlab.summary import print_summary
 from srlab.tracking import RunIdCallback, finish_wandb, run_id_from_checkpoint
@@ -35,17 +37,20 @@ def train(cfg: DictConfig) -> float | None:
     # torch.load(weights_only=True).
     datamodule: SRDataModule = instantiate(cfg.data, _convert_="all")
     # Locate every file now: a missing dataset fails here, in seconds, before any training.
+    datamodule.prepare_data()
     datamodule.verify()
     datamodule.require_train_set()
-    model: L.LightningModule = instantiate(cfg.model, _convert_="all")
+    model: L.LightningModule = _instantiate_model(cfg.model)
     _check_scale(cfg, model, datamodule)
     # Size and compute of the network, to compare a run's speed with the hardware's peak.
     net_summary = summary(model.net, scale=cfg.scale, lr_size=32)
     log.info("model: %s", net_summary)
 
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path} does not exist: give the path of a .ckpt file")
+    ckpt_path = resolve_ckpt_path(
+        cfg.get("ckpt_path"),
+        Path(cfg.paths.output_dir),
+        Path(cfg.paths.log_dir) / cfg.task_name / "runs",
+    )
     run_id = (run_id_from_checkpoint(ckpt_path) if ckpt_path else None) or _new_run_id()
 
     loggers = instantiate_loggers(cfg, run_id)
@@ -62,6 +67,7 @@ def train(cfg: DictConfig) -> float | None:
         }
         for logger in loggers:
             logger.log_hyperparams(resolved)
+        forward_sigusr1_as_sigterm()
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         best_psnr = _best_score(trainer)
         test_metrics = _test_best(trainer, model, datamodule) if cfg.get("test") else {}
@@ -131,6 +137,24 @@ def _new_run_id() -> str:
     # W&B's own ids are 8 lowercase alphanumerics; any such string is a valid run id.
     alphabet = string.ascii_lowercase + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def _instantiate_model(node: DictConfig) -> L.LightningModule:
+    """``instantiate(node, _convert_="all")``, letting an :class:`SRLabError` out as itself.
+
+    Hydra wraps whatever a ``_target_`` raises in an ``InstantiationException``; for the errors
+    a user fixes (no VGG weights for the perceptual loss, pretrained weights not found) that
+    would bury the message in a traceback instead of the one line of ``report_user_errors``.
+    """
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        while isinstance(cause, InstantiationException):
+            cause = cause.__cause__
+        if isinstance(cause, SRLabError):
+            raise cause from None
+        raise
 
 
 def _check_scale(cfg: DictConfig, model: L.LightningModule, datamodule: SRDataModule) -> None:

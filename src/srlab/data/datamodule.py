@@ -50,6 +50,8 @@ class SRDataModule(L.LightningDataModule):
         lr: where LR comes from: ``auto`` (LR files when the set has them, else made from HR
             by MATLAB bicubic), ``files`` (required), ``generate`` (always made from HR).
         cache_dir: made LR images are cached under ``<cache_dir>/lr/`` (None: in memory only).
+        download: fetch, verify and extract missing sets of the catalog into ``root`` first
+            (:func:`srlab.data.download.download_sets`); complete sets are left alone.
         train_scales: train one model on several scales, one random scale per batch
             (VDSR's multi-scale training; the network must accept any scale); the HR patch
             is ``patch_size`` rounded down to a multiple of each scale. None: ``[scale]``.
@@ -74,6 +76,7 @@ class SRDataModule(L.LightningDataModule):
         lr: str = "auto",
         cache_dir: str | Path | None = None,
         train_scales: Sequence[int] | None = None,
+        download: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -131,6 +134,16 @@ class SRDataModule(L.LightningDataModule):
                 self._pairs[(image_set, scale)] = list_pairs(
                     image_set, self.root, scale, self.hparams.lr, self.hparams.cache_dir
                 )
+
+    def prepare_data(self) -> None:
+        """Download the configured sets when ``download`` is set (Lightning runs this on one
+        process per node, before the others start)."""
+        if self.hparams.download:
+            # Imported here: srlab.data.download is also a `python -m` entry point.
+            from srlab.data.download import download_sets
+
+            sets = [*self.train_sets, *self.val_sets, *self.test_sets]
+            download_sets(sets, self.root, scales=sorted({self.scale, *self.train_scales}))
 
     def require_train_set(self) -> None:
         """Raise a helpful error if this module has no training set."""

@@ -17,13 +17,10 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
-import http.client
 import logging
 import os
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from srlab.download import ChecksumError, FetchError, fetch, file_digest, normalize_digest
 from srlab.errors import SRLabError
 
 __all__ = [
@@ -331,28 +329,17 @@ def _cache_path(url: str, cache_dir: str | Path | None) -> Path:
     return root / hashlib.sha256(url.encode()).hexdigest()[:16] / name
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _normalize_sha256(sha256: str | None) -> str | None:
-    if sha256 is None:
-        return None
-    value = sha256.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", value):
-        raise PretrainedError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
-    return value
+    try:
+        return normalize_digest(sha256, "sha256")
+    except ValueError as exc:
+        raise PretrainedError(str(exc)) from exc
 
 
-def _discard(part: Path) -> None:
-    """Remove a failed download, and its per-URL folder if that leaves it empty."""
-    part.unlink(missing_ok=True)
+def _remove_empty_folder(folder: Path) -> None:
+    """Remove a download's per-URL folder when a failure left it empty."""
     with contextlib.suppress(OSError):  # not empty: another file or download lives there
-        part.parent.rmdir()
+        folder.rmdir()
 
 
 def download_weights(
@@ -361,9 +348,10 @@ def download_weights(
     """Download ``url`` once into the cache and return the cached file.
 
     A file already in the cache is reused without any network access (re-verified when
-    ``sha256`` is given). A download is written to a ``.part`` file next to the target and
-    renamed when complete, so an interrupted download never looks like a finished one (and two
-    processes, e.g. DDP ranks, downloading at once never read each other's partial file).
+    ``sha256`` is given). The transfer itself is :func:`srlab.download.fetch`: bytes go to a
+    ``.part`` file renamed when complete and verified, so an interrupted download never looks
+    like a finished one (and two processes, e.g. DDP ranks, downloading at once never read
+    each other's partial file); an interrupted transfer is retried from the start.
 
     Args:
         url: An ``http://`` or ``https://`` URL.
@@ -380,36 +368,25 @@ def download_weights(
     expected = _normalize_sha256(sha256)
     path = _cache_path(url, cache_dir)
     if path.is_file():
-        if expected is None or _sha256_of(path) == expected:
+        if expected is None or file_digest(path) == expected:
             return path
         log.warning("cached %s does not match its sha256; downloading it again", path)
         path.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f"{path.name}.{os.getpid()}.part")
     log.info("downloading %s to %s", url, path)
-    digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, part.open("wb") as f:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                f.write(chunk)
-                digest.update(chunk)
-    # URLError, HTTPError, refused connections and timeouts are OSErrors; a connection cut
-    # mid-body raises http.client.IncompleteRead; an unusable URL raises ValueError.
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        _discard(part)
+        return fetch(url, path, sha256=expected)
+    except ChecksumError as exc:
+        _remove_empty_folder(path.parent)
         raise PretrainedError(
-            f"could not download {url} ({exc}). Without network access, download it by hand "
-            f"to {path} (e.g. `curl -L -o {path} {url}`) or pass a local path as the source"
+            f"sha256 mismatch for {url}: expected {exc.expected}, got {exc.actual}; the "
+            "downloaded file was removed (check the URL and the hash)"
         ) from exc
-    actual = digest.hexdigest()
-    if expected is not None and actual != expected:
-        _discard(part)
+    except FetchError as exc:
+        _remove_empty_folder(path.parent)
         raise PretrainedError(
-            f"sha256 mismatch for {url}: expected {expected}, got {actual}; the downloaded file "
-            "was removed (check the URL and the hash)"
-        )
-    os.replace(part, path)
-    return path
+            f"could not download {url} ({exc.reason}). Without network access, download it by "
+            f"hand to {path} (e.g. `curl -L -o {path} {url}`) or pass a local path as the source"
+        ) from exc
 
 
 def resolve_source(
@@ -436,7 +413,7 @@ def resolve_source(
             f"pretrained weights not found: {path} (a file path or an http(s) URL)"
         )
     expected = _normalize_sha256(sha256)
-    if expected is not None and (actual := _sha256_of(path)) != expected:
+    if expected is not None and (actual := file_digest(path)) != expected:
         raise PretrainedError(f"sha256 mismatch for {path}: expected {expected}, got {actual}")
     return path
 

@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 from torchmetrics import MetricCollection
 
+from srlab.errors import NonFiniteLossError
 from srlab.imaging.imresize import imresize
 from srlab.metrics import PSNRY, SSIMY, quantize
 from srlab.models.channels import super_resolve
@@ -50,6 +51,10 @@ class SRTask(L.LightningModule):
             an x4 EDSR from an x2 one).
         pretrained_strict: fail on any missing, unexpected or wrong-shaped key.
         pretrained_sha256: expected checksum of a downloaded file.
+        max_nonfinite_steps: a step whose loss is NaN or infinite is skipped (no update) and
+            counted in ``train/nonfinite_steps``; this many in a row stop training with
+            :class:`~srlab.errors.NonFiniteLossError` (and the exception checkpoint holds
+            the last good weights).
     """
 
     def __init__(
@@ -60,6 +65,7 @@ class SRTask(L.LightningModule):
         pretrained_ignore: Sequence[str] = (),
         pretrained_strict: bool = True,
         pretrained_sha256: str | None = None,
+        max_nonfinite_steps: int = 20,
     ) -> None:
         super().__init__()
         if pretrained:
@@ -73,6 +79,9 @@ class SRTask(L.LightningModule):
         self.net = net
         self.scale = int(net.upscale)
         self.num_log_images = num_log_images
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self._nonfinite_total = 0
+        self._nonfinite_in_a_row = 0
         self.metrics = nn.ModuleDict()
         self.set_names: dict[str, list[str]] = {}
         self._bicubic_logged = False
@@ -96,6 +105,32 @@ class SRTask(L.LightningModule):
                     for key in (name, f"{name}_bicubic")
                 }
             )
+
+    def is_finite_step(self, loss: torch.Tensor) -> bool:
+        """Whether ``loss`` is finite; counts and logs the steps that are not.
+
+        Training steps return None for a non-finite loss, which makes Lightning skip the
+        optimizer step, so one bad batch (or a mixed-precision overflow) costs one step.
+
+        Raises:
+            NonFiniteLossError: after ``max_nonfinite_steps`` non-finite losses in a row.
+        """
+        if torch.isfinite(loss).all():
+            self._nonfinite_in_a_row = 0
+            return True
+        self._nonfinite_total += 1
+        self._nonfinite_in_a_row += 1
+        self.log("train/nonfinite_steps", float(self._nonfinite_total))
+        if self._nonfinite_in_a_row >= self.max_nonfinite_steps:
+            raise NonFiniteLossError(
+                f"the loss was NaN or infinite for {self._nonfinite_in_a_row} steps in a row, "
+                f"up to step {self.global_step}: training stopped, and "
+                "checkpoints/on_exception.ckpt holds the last good weights. Likely causes: a "
+                "learning rate too high (lower model.optimizer.lr), fp16 overflow (use "
+                "trainer.precision=bf16-mixed or 32-true), or exploding gradients (set "
+                "trainer.gradient_clip_val)."
+            )
+        return False
 
     # -- evaluation -------------------------------------------------------------------------
 

@@ -52,12 +52,15 @@ class RegressionTask(SRTask):
         self.scheduler_interval = scheduler_interval
         self.adjustable_clip = adjustable_clip
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """One optimization step on a batch of (LR, HR) patches."""
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        """One optimization step on a batch of (LR, HR) patches (skipped if the loss is not
+        finite)."""
         lr, hr = training_channels(self.net, batch["lr"], batch["hr"])
         # Multi-scale batches (data.train_scales) carry their scale: one per batch.
         scale = int(batch["scale"][0]) if "scale" in batch else None
         loss = self.loss(super_resolve(self.net, lr, scale), hr)
+        if not self.is_finite_step(loss):
+            return None
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["lr"].shape[0])
         return loss
 
