@@ -7,7 +7,9 @@ import os
 import signal
 from pathlib import Path
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from srlab.errors import ConfigError
 
@@ -82,3 +84,22 @@ def forward_sigusr1_as_sigterm() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     signal.signal(signal.SIGUSR1, _forward)
+
+
+class FinalCheckpoint(Callback):
+    """Writes ``last.ckpt`` when training ends, so that it always holds the final weights.
+
+    Lightning's ``ModelCheckpoint(save_last=True)`` writes it at validation only, so a run
+    whose ``max_steps`` is not a multiple of ``val_check_interval`` would otherwise end with
+    a ``last.ckpt`` that lags behind.
+
+    Args:
+        dirpath: the checkpoint folder.
+    """
+
+    def __init__(self, dirpath: str | Path) -> None:
+        self.dirpath = Path(dirpath)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Save ``<dirpath>/last.ckpt`` (every rank takes part; Lightning writes on rank 0)."""
+        trainer.save_checkpoint(self.dirpath / "last.ckpt")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import signal
 import string
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from srlab.checkpoints import forward_sigusr1_as_sigterm, resolve_ckpt_path
@@ -68,7 +70,18 @@ def train(cfg: DictConfig) -> float | None:
         for logger in loggers:
             logger.log_hyperparams(resolved)
         forward_sigusr1_as_sigterm()
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        except SIGTERMException:
+            # Lightning's exception carries no exit code (status 0): schedulers must see the
+            # job as killed, not finished, so exit as a process killed by SIGTERM does.
+            log.warning(
+                "stopped by SIGTERM after step %d; checkpoints/on_exception.ckpt holds the "
+                "state: resume with ckpt_path=last (and hydra.run.dir=%s to keep this run dir)",
+                trainer.global_step,
+                cfg.paths.output_dir,
+            )
+            raise SystemExit(128 + signal.SIGTERM) from None
         best_psnr = _best_score(trainer)
         test_metrics = _test_best(trainer, model, datamodule) if cfg.get("test") else {}
         if trainer.is_global_zero:

@@ -1,0 +1,73 @@
+"""Pre-emption and resume: SIGTERM writes a checkpoint, ckpt_path=last finds the newest good one.
+
+The SIGTERM test starts training in a subprocess: the signal and the process exit are the point.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from helpers import REPO_ROOT, compose_config
+
+from srlab.checkpoints import resolve_ckpt_path
+from srlab.pipeline import train
+
+FAST = ["debug=fast", "trainer.accelerator=cpu", "logger=csv", "test=false"]
+
+
+def _fake_checkpoint(path: Path, step: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"global_step": step, "state_dict": {}}, path)
+
+
+def test_ckpt_last_takes_the_newest_checkpoint_that_loads(tmp_path: Path) -> None:
+    runs = tmp_path / "outputs" / "train" / "runs"
+    _fake_checkpoint(runs / "2026-01-01_00-00-00" / "checkpoints" / "last.ckpt", 50)
+    _fake_checkpoint(runs / "2026-01-02_00-00-00" / "checkpoints" / "last.ckpt", 10)
+    _fake_checkpoint(runs / "2026-01-02_00-00-00" / "checkpoints" / "step0000030.ckpt", 30)
+    corrupt = runs / "2026-01-02_00-00-00" / "checkpoints" / "on_exception.ckpt"
+    corrupt.write_bytes(b"not a checkpoint")  # e.g. a copy cut short by a full disk
+    current = runs / "2026-01-03_00-00-00"
+    # This run has none: the most recent earlier run's newest loadable checkpoint is used.
+    found = resolve_ckpt_path("last", current, runs)
+    assert found == str(runs / "2026-01-02_00-00-00" / "checkpoints" / "step0000030.ckpt")
+    # A re-run in the same dir (a re-queued job) resumes from its own checkpoints first.
+    _fake_checkpoint(current / "checkpoints" / "last.ckpt", 5)
+    assert resolve_ckpt_path("last", current, runs) == str(current / "checkpoints" / "last.ckpt")
+
+
+def test_sigterm_checkpoints_and_ckpt_last_resumes(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    command = [
+        sys.executable, "src/train.py", *FAST, "trainer.max_steps=100000",
+        "trainer.val_check_interval=100000", f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    metrics = run_dir / "csv" / "version_0" / "metrics.csv"
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and metrics.read_text().count("\n") > 2):
+        assert process.poll() is None, process.stdout.read().decode()[-1500:]
+        assert time.monotonic() < deadline, "training did not start within 120 s"
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode != 0, output[-3000:]
+    saved = run_dir / "checkpoints" / "on_exception.ckpt"
+    assert saved.is_file(), output[-3000:]
+    step = torch.load(saved, weights_only=True)["global_step"]
+    assert step > 0
+
+    cfg = compose_config(run_dir, [*FAST, "ckpt_path=last", f"trainer.max_steps={step + 2}"])
+    train(cfg)
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == (
+        step + 2
+    )
