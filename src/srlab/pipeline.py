@@ -6,6 +6,7 @@ import logging
 import secrets
 import signal
 import string
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from srlab.checkpoints import forward_sigusr1_as_sigterm, resolve_ckpt_path
+from srlab.checkpoints import forward_sigusr1_as_sigterm, newest_checkpoint, resolve_ckpt_path
 from srlab.data import SRDataModule
 from srlab.errors import ConfigError, SRLabError
 from srlab.models import summary
@@ -26,6 +27,11 @@ from srlab.summary import print_summary
 from srlab.tracking import RunIdCallback, finish_wandb, run_id_from_checkpoint
 
 log = logging.getLogger(__name__)
+
+# With OnExceptionCheckpoint configured, Lightning looks for a "last" checkpoint to resume
+# from on every fit and warns when a fresh run has none; srlab resolves resumes itself.
+warnings.filterwarnings("ignore", message=r".*\(ckpt_path=None\)` was called without a model")
+warnings.filterwarnings("ignore", message=r".*but there is no last checkpoint available")
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -48,10 +54,15 @@ def train(cfg: DictConfig) -> float | None:
     net_summary = summary(model.net, scale=cfg.scale, lr_size=32)
     log.info("model: %s", net_summary)
 
+    output_dir = Path(cfg.paths.output_dir)
+    requested = cfg.get("ckpt_path")
+    if requested is None and newest_checkpoint(output_dir / "checkpoints") is not None:
+        # A re-run in a run dir that has checkpoints (a re-queued job): Lightning resumes from
+        # them anyway when OnExceptionCheckpoint is configured; say so and keep the W&B run.
+        log.info("%s already has checkpoints: resuming (ckpt_path=last)", output_dir)
+        requested = "last"
     ckpt_path = resolve_ckpt_path(
-        cfg.get("ckpt_path"),
-        Path(cfg.paths.output_dir),
-        Path(cfg.paths.log_dir) / cfg.task_name / "runs",
+        requested, output_dir, Path(cfg.paths.log_dir) / cfg.task_name / "runs"
     )
     run_id = (run_id_from_checkpoint(ckpt_path) if ckpt_path else None) or _new_run_id()
 
