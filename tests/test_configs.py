@@ -58,7 +58,13 @@ def test_data_configs(tmp_path: Path, shared_data: Path) -> None:
         assert datamodule.train_sets == []
     hr_dir = shared_data / "train" / "T91" / "HR"
     cfg = compose_config(
-        tmp_path, ["data=folder", f"data.hr_dir={hr_dir}", f"paths.data_dir={benchmarks}"]
+        tmp_path,
+        [
+            "data=folder",
+            f"data.hr_dir={hr_dir}",
+            f"paths.data_dir={benchmarks}",
+            "data.patch_size=33",
+        ],
     )
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.verify()

@@ -19,6 +19,7 @@ from srlab.data.datasets import (
     ScaleBatchSampler,
     list_pairs,
 )
+from srlab.data.validation import check_pairs, drop_bad_pairs
 from srlab.errors import ConfigError
 
 SetSpec = str | Mapping[str, Any]
@@ -50,6 +51,9 @@ class SRDataModule(L.LightningDataModule):
         lr: where LR comes from: ``auto`` (LR files when the set has them, else made from HR
             by MATLAB bicubic), ``files`` (required), ``generate`` (always made from HR).
         cache_dir: made LR images are cached under ``<cache_dir>/lr/`` (None: in memory only).
+        on_bad_image: ``error`` (default): any unreadable image, LR/HR size mismatch or HR
+            smaller than a patch stops set-up with one list of every bad file; ``skip``:
+            those images are left out, each with a warning.
         download: fetch, verify and extract missing sets of the catalog into ``root`` first
             (:func:`srlab.data.download.download_sets`); complete sets are left alone.
         train_scales: train one model on several scales, one random scale per batch
@@ -77,6 +81,7 @@ class SRDataModule(L.LightningDataModule):
         cache_dir: str | Path | None = None,
         train_scales: Sequence[int] | None = None,
         download: bool = False,
+        on_bad_image: str = "error",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -127,13 +132,17 @@ class SRDataModule(L.LightningDataModule):
 
     def verify(self) -> None:
         """Locate every file of every configured set; raise a helpful error if any is missing."""
-        wanted = [(s, scale) for s in self.train_sets for scale in self.train_scales]
-        wanted += [(s, self.scale) for s in [*self.val_sets, *self.test_sets]]
-        for image_set, scale in wanted:
-            if (image_set, scale) not in self._pairs:
-                self._pairs[(image_set, scale)] = list_pairs(
-                    image_set, self.root, scale, self.hparams.lr, self.hparams.cache_dir
-                )
+        hp = self.hparams
+        wanted = [(s, scale, True) for s in self.train_sets for scale in self.train_scales]
+        wanted += [(s, self.scale, False) for s in [*self.val_sets, *self.test_sets]]
+        for image_set, scale, training in wanted:
+            if (image_set, scale) in self._pairs:
+                continue
+            pairs = list_pairs(image_set, self.root, scale, hp.lr, hp.cache_dir)
+            patch = hp.patch_size - hp.patch_size % scale if training else None
+            problems = check_pairs(pairs, scale, patch)
+            pairs = drop_bad_pairs(pairs, problems, image_set.name, hp.on_bad_image)
+            self._pairs[(image_set, scale)] = pairs
 
     def prepare_data(self) -> None:
         """Download the configured sets when ``download`` is set (Lightning runs this on one

@@ -1,0 +1,113 @@
+"""Checking every image of a dataset before training: readable, consistent sizes, big enough.
+
+Problems are collected over the whole dataset and reported together, each with its file,
+so one run of the check tells everything that has to be fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from srlab.data.datasets import ImagePair
+from srlab.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+ON_BAD_IMAGE = ("error", "skip")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with one file."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header, after checking the file's integrity.
+
+    Raises:
+        DataError: the file is empty, not an image, or truncated/corrupt.
+    """
+    if path.stat().st_size == 0:
+        raise DataError("empty file (0 bytes)")
+    try:
+        with Image.open(path) as image:
+            size = image.size
+            # verify() walks the whole file (chunk CRCs for PNG) without decoding pixels,
+            # so truncated files are found now rather than at step 7000.
+            image.verify()
+        return size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"not a readable image ({error})") from error
+
+
+def check_pairs(pairs: list[ImagePair], scale: int, patch_size: int | None = None) -> list[Problem]:
+    """Every problem of ``pairs``: unreadable files, LR/HR sizes that disagree with the scale,
+    and (when ``patch_size`` is given, for training) HR images smaller than one patch."""
+    problems = []
+    for pair in pairs:
+        try:
+            width, height = image_size(pair.hr)
+        except DataError as error:
+            problems.append(Problem(pair.hr, str(error)))
+            continue
+        crop_w, crop_h = width - width % scale, height - height % scale
+        if patch_size is not None and min(crop_w, crop_h) < patch_size:
+            problems.append(
+                Problem(pair.hr, f"{width}x{height} is smaller than data.patch_size={patch_size}")
+            )
+        if pair.lr is None:
+            continue
+        try:
+            lr_w, lr_h = image_size(pair.lr)
+        except DataError as error:
+            problems.append(Problem(pair.lr, str(error)))
+            continue
+        if (lr_w * scale, lr_h * scale) != (crop_w, crop_h):
+            problems.append(
+                Problem(
+                    pair.lr,
+                    f"{lr_w}x{lr_h} (WxH) but its HR {pair.hr.name} is {width}x{height}, "
+                    f"{crop_w}x{crop_h} cropped to a multiple of x{scale}: LR must be HR/{scale}",
+                )
+            )
+    return problems
+
+
+def drop_bad_pairs(
+    pairs: list[ImagePair],
+    problems: list[Problem],
+    set_name: str,
+    on_bad_image: str,
+) -> list[ImagePair]:
+    """Apply ``data.on_bad_image``: raise one error listing every problem, or skip those pairs.
+
+    Raises:
+        DataError: with ``error`` (the default) and any problem, or when nothing is left.
+    """
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise ConfigError(f"data.on_bad_image={on_bad_image!r}: use one of {ON_BAD_IMAGE}")
+    if not problems:
+        return pairs
+    listing = "\n".join(f"  {problem}" for problem in problems)
+    if on_bad_image == "error":
+        raise DataError(
+            f"{set_name}: {len(problems)} bad image(s):\n{listing}\nFix or remove these files, "
+            "or set data.on_bad_image=skip to train without them."
+        )
+    bad = {problem.path for problem in problems}
+    kept = [pair for pair in pairs if pair.hr not in bad and pair.lr not in bad]
+    for problem in problems:
+        log.warning("%s: skipping %s", set_name, problem)
+    if not kept:
+        raise DataError(f"{set_name}: every image is bad:\n{listing}")
+    return kept
