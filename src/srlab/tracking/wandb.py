@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 log = logging.getLogger(__name__)
 
+ONLINE_INIT_TIMEOUT_S = 15  # the longest an unreachable W&B server may delay training
 RUN_ID_KEY = "wandb_run_id"  # where checkpoints keep the W&B run id, so resumes continue it
 
 # Whether the user chose a staging dir before srlab started: then we leave it alone.
@@ -80,17 +81,39 @@ def wandb_logger(
             "`wandb sync <run folder>` (printed at the end of the run)",
             save_dir,
         )
-    return WandbLogger(
+    options = dict(
         save_dir=save_dir,
         project=project,
         name=name,
         group=group,
         tags=list(tags or []),
-        mode=mode,
         id=id,
         resume="allow" if id else None,
         **kwargs,
     )
+    if mode != "online":
+        return WandbLogger(mode=mode, **options)
+    # Online: start the run now, with a bounded wait, so that an unreachable server costs at
+    # most ONLINE_INIT_TIMEOUT_S and the run goes on offline instead of hanging or dying.
+    import wandb
+
+    logger = WandbLogger(
+        mode="online", settings=wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT_S), **options
+    )
+    try:
+        logger.experiment  # noqa: B018 - starts the W&B run (rank 0 only)
+    except Exception as error:  # noqa: BLE001 - any W&B failure falls back to offline
+        log.warning(
+            "W&B: cannot reach the server (%s): logging offline to %s/wandb instead; upload "
+            "later with `wandb sync`",
+            error,
+            save_dir,
+        )
+        # The failed run still holds its id in W&B's service process: shut that down so the
+        # offline run can take the same id (a later `wandb sync` then continues one run).
+        wandb.teardown()
+        return WandbLogger(mode="offline", **options)
+    return logger
 
 
 def run_id_from_checkpoint(path: str | Path) -> str | None:
