@@ -6,10 +6,12 @@ import logging
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from srlab.errors import ConfigError
 
@@ -103,3 +105,33 @@ class FinalCheckpoint(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Save ``<dirpath>/last.ckpt`` (every rank takes part; Lightning writes on rank 0)."""
         trainer.save_checkpoint(self.dirpath / "last.ckpt")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file beside it, then renames it into place.
+
+    A rename within one folder is atomic, so a process killed while saving (pre-emption, OOM
+    killer, Ctrl-C) leaves the previous ``last.ckpt`` intact instead of a truncated one.
+    (Lightning's own writer stages through the system temp dir, which is atomic only when
+    that lies on the same filesystem as the run.) Remote paths (``s3://`` ...) go to
+    Lightning's writer unchanged.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        """Save ``checkpoint`` to ``path`` atomically."""
+        if "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+        try:
+            with open(partial, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)

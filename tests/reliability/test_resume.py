@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from helpers import REPO_ROOT, compose_config
 
@@ -71,3 +72,22 @@ def test_sigterm_checkpoints_and_ckpt_last_resumes(tmp_path: Path) -> None:
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == (
         step + 2
     )
+
+
+def test_a_save_cut_short_leaves_the_previous_checkpoint_intact(tmp_path: Path, monkeypatch):
+    from srlab.checkpoints import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"global_step": 1}, path)
+
+    def dying_save(obj, file):
+        file.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # the process is killed in the middle of the write
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"global_step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["global_step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no partial file left
