@@ -49,12 +49,14 @@ def _cubic(x: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=128)
-def _weight_matrix(in_len: int, out_len: int, scale: float, antialiasing: bool) -> torch.Tensor:
+def _weight_matrix(in_len: int, out_len: int, scale: float, antialiasing: bool) -> np.ndarray:
     """Dense float64 ``[out_len, in_len]`` resampling matrix of MATLAB's ``contributions``.
 
     The arithmetic follows MATLAB's ``contributions`` line by line in float64, so the tap
     positions and weights (and hence ties in the final rounding) are the same numbers
-    MATLAB computes. The returned tensor is shared by the cache: callers must not modify it.
+    MATLAB computes. The cache holds numpy arrays, not tensors: a tensor made while
+    ``torch.export`` or ``torch.jit.trace`` runs would be a tracer's and poison later calls.
+    The returned array is shared (and read-only).
     """
     if scale < 1 and antialiasing:
         # Stretch the kernel: a low-pass filter matched to the new sampling rate.
@@ -84,7 +86,8 @@ def _weight_matrix(in_len: int, out_len: int, scale: float, antialiasing: bool) 
     matrix = np.zeros((out_len, in_len), dtype=np.float64)
     rows = np.broadcast_to(np.arange(out_len)[:, None], real.shape)
     np.add.at(matrix, (rows, real), weights)
-    return torch.from_numpy(matrix)
+    matrix.flags.writeable = False
+    return matrix
 
 
 def _output_size(in_len: int, scale: float) -> int:
@@ -108,8 +111,8 @@ def _resize_dim(
     x: torch.Tensor, dim: int, out_len: int, scale: float, antialiasing: bool
 ) -> torch.Tensor:
     """Resample ``x`` (floating, ``[..., H, W]``) along ``dim`` (-2 or -1) with one matmul."""
-    matrix = _weight_matrix(x.shape[dim], out_len, scale, antialiasing)
-    matrix = matrix.to(device=x.device, dtype=x.dtype)
+    weights = _weight_matrix(x.shape[dim], out_len, scale, antialiasing)
+    matrix = torch.tensor(weights, device=x.device, dtype=x.dtype)
     if dim == -2:
         return torch.matmul(matrix, x)  # [out, H] @ [..., H, W] -> [..., out, W]
     return torch.matmul(x, matrix.T)  # [..., H, W] @ [W, out] -> [..., H, out]

@@ -1,0 +1,23 @@
+"""Export a trained network to ONNX or TorchScript, checked against eager PyTorch.
+
+`python src/export.py model=edsr_baseline ckpt=<checkpoint> scale=4 format=onnx|torchscript
+output=<file>`; see conf/export.yaml for every option. Exits with status 1 when the export
+fails or does not match eager PyTorch within parity.atol.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from srlab.cli import report_user_errors
+from srlab.export import export
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point; writes the exported file and prints the parity check."""
+    with report_user_errors():
+        export(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Super-resolve image files with a trained model.
+
+`python src/infer.py model=edsr_baseline ckpt=<checkpoint> input=<file|dir|glob> output=<dir>
+scale=4 tile=256`; see conf/infer.yaml for every option. Exits with status 1 when any file
+failed (each is reported with its reason; the others are still written).
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from srlab.cli import report_user_errors
+from srlab.inference import infer
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="infer")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point; writes the images and logs a summary to the run's infer.log."""
+    with report_user_errors():
+        report = infer(cfg)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

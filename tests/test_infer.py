@@ -1,0 +1,379 @@
+"""src/infer.py: image files in, super-resolved files out, with names, folders, channels, bit
+depth and failures handled as a user expects. Runs the real config in-process (one test runs
+the entry point itself, for its exit status)."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import REPO_ROOT, compose_config
+from PIL import Image
+
+from srlab.errors import ConfigError, ImageReadError
+from srlab.evaluation import build_net
+from srlab.imaging import imresize
+from srlab.inference import (
+    InferenceOptions,
+    LoadedImage,
+    find_inputs,
+    infer,
+    load_image,
+    make_predictor,
+    plan_jobs,
+    read_png16,
+    upscale_images,
+    write_png16,
+)
+from srlab.models import EDSR
+
+RNG = np.random.default_rng(0)
+
+
+def smooth(height: int, width: int, channels: int, peak: int = 255) -> np.ndarray:
+    """A smooth random-looking image (pure noise would make bicubic checks meaningless)."""
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    planes = [np.sin(7 * x + 3 * y + c) * np.cos(5 * y - 2 * x * c) for c in range(channels)]
+    array = (np.stack(planes, -1) * 0.5 + 0.5) * peak
+    return np.round(array).astype(np.uint16 if peak > 255 else np.uint8)
+
+
+def infer_cfg(tmp_path: Path, source: Path, *overrides: str):
+    """The config of `python src/infer.py input=<source> output=<tmp>/sr ...`."""
+    return compose_config(
+        tmp_path / "run",
+        ["scale=2", f"input={source}", f"output={tmp_path / 'sr'}", "progress=false", *overrides],
+        config_name="infer",
+    )
+
+
+@pytest.fixture()
+def photo_folder(tmp_path: Path) -> Path:
+    """A folder with RGB, grayscale, RGBA, 16-bit gray, 16-bit RGB and a corrupt file."""
+    root = tmp_path / "photos"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    Image.fromarray(smooth(10, 12, 3)).save(root / "rgb.png")
+    Image.fromarray(smooth(9, 11, 1)[..., 0]).save(root / "sub" / "gray.png")
+    Image.fromarray(smooth(8, 10, 4), "RGBA").save(root / "sub" / "deeper" / "rgba.png")
+    Image.fromarray(smooth(10, 7, 1, 65535)[..., 0]).save(root / "gray16.png")  # mode I;16
+    write_png16(root / "rgb16.png", smooth(6, 9, 3, 65535))
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but then nothing an image needs")
+    (root / "notes.txt").write_text("not an image: ignored, not reported")
+    return root
+
+
+def test_every_kind_of_image_keeps_its_name_folder_mode_and_depth(
+    tmp_path: Path, photo_folder: Path
+) -> None:
+    report = infer(infer_cfg(tmp_path, photo_folder, "model=bicubic"))
+    sr = tmp_path / "sr"
+
+    assert not report.ok
+    assert [(p.name, reason.split(":")[0]) for p, reason in report.failed] == [
+        ("broken.png", "unreadable")
+    ]
+    assert sorted(p.relative_to(sr).as_posix() for p in report.written) == [
+        "gray16.png",
+        "rgb.png",
+        "rgb16.png",
+        "sub/deeper/rgba.png",
+        "sub/gray.png",
+    ]
+    expected = {  # file: (mode as Pillow opens it, size W x H)
+        "rgb.png": ("RGB", (24, 20)),
+        "sub/gray.png": ("L", (22, 18)),
+        "sub/deeper/rgba.png": ("RGBA", (20, 16)),
+        "gray16.png": ("I;16", (14, 20)),
+        "rgb16.png": ("RGB", (18, 12)),  # Pillow reads the high bytes of 16-bit RGB
+    }
+    for name, (mode, size) in expected.items():
+        with Image.open(sr / name) as image:
+            assert (image.mode, image.size) == (mode, size), name
+
+    # 16 bits all the way: the gray16 output is the MATLAB-bicubic upscale of the 16-bit
+    # values (8-bit processing would put it off by up to 128 levels).
+    gray16 = np.asarray(Image.open(photo_folder / "gray16.png"), dtype=np.float64) / 65535
+    want = imresize(torch.from_numpy(gray16), size=(20, 14)).clamp(0, 1) * 65535
+    got = np.asarray(Image.open(sr / "gray16.png"), dtype=np.float64)
+    assert np.abs(got - want.round().numpy()).max() <= 1
+    rgb16, _ = read_png16(sr / "rgb16.png")
+    assert rgb16.dtype == np.uint16 and rgb16.shape == (12, 18, 3)
+    assert np.any(rgb16 % 257 != 0)  # not 8-bit values stretched to 16 bits
+    high_bytes = np.asarray(Image.open(sr / "rgb16.png"))
+    np.testing.assert_array_equal(high_bytes, rgb16 >> 8)  # a standard PNG, Pillow agrees
+
+    # Alpha is upscaled on its own by MATLAB bicubic and re-attached.
+    alpha = torch.from_numpy(smooth(8, 10, 4)[..., 3].astype(np.float64) / 255)
+    want_alpha = (imresize(alpha, size=(16, 20)).clamp(0, 1) * 255).round().numpy()
+    got_alpha = np.asarray(Image.open(sr / "sub" / "deeper" / "rgba.png"))[..., 3]
+    assert np.abs(got_alpha.astype(int) - want_alpha).max() <= 1
+
+
+def test_entry_point_reports_bad_files_and_exits_non_zero(
+    tmp_path: Path, photo_folder: Path
+) -> None:
+    command = [
+        sys.executable,
+        "src/infer.py",
+        "model=bicubic",
+        "scale=2",
+        f"input={photo_folder}",
+        f"output={tmp_path / 'out'}",
+        "format=jpg",
+        "quality=90",
+        "suffix=_x2",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    env = {**os.environ, "COLUMNS": "200"}
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    assert "broken.png" in output and "unreadable" in output
+    assert "JPEG has no alpha channel" in output  # the RGBA input, said once
+    written = sorted(
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.*")
+    )
+    assert written == [
+        "gray16_x2.jpg",
+        "rgb16_x2.jpg",
+        "rgb_x2.jpg",
+        "sub/deeper/rgba_x2.jpg",
+        "sub/gray_x2.jpg",
+    ]
+    assert Image.open(tmp_path / "out" / "sub" / "gray_x2.jpg").mode == "L"
+    assert "1 file(s) failed" in (tmp_path / "run" / "infer.log").read_text()
+
+
+def edsr_baseline_weights(tmp_path: Path, **size: int) -> Path:
+    """A state dict of an x2 EDSR of random weights (EDSR-baseline unless ``size`` says)."""
+    torch.manual_seed(0)
+    net = EDSR(num_feat=size.get("num_feat", 64), num_block=size.get("num_block", 16), upscale=2)
+    path = tmp_path / "edsr_x2.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_tiled_equals_untiled_for_edsr_baseline(tmp_path: Path) -> None:
+    weights = edsr_baseline_weights(tmp_path)
+    image = LoadedImage(
+        torch.from_numpy(smooth(96, 80, 3).astype(np.float32) / 255).permute(2, 0, 1)
+    )
+    outputs = {}
+    # 36 LR pixels are EDSR-baseline's receptive field radius (35 LR convs + 1 HR conv): with
+    # that overlap every output pixel sees its whole context; 48-pixel tiles make a 2x2 grid
+    # whose tiles each see only part of the image.
+    for tile in ("null", "48"):
+        cfg = infer_cfg(
+            tmp_path,
+            tmp_path,
+            "model=edsr_baseline",
+            f"ckpt={weights}",
+            f"tile={tile}",
+            "tile_overlap=36",
+        )
+        options = InferenceOptions.from_config(cfg)
+        predict = make_predictor(build_net(cfg), 2, options.tile, options.tile_overlap)
+        (outputs[tile],) = upscale_images(predict, [image], 2, torch.device("cpu"))
+    assert outputs["48"].pixels.shape == (3, 192, 160)
+    torch.testing.assert_close(outputs["48"].pixels, outputs["null"].pixels, atol=1e-5, rtol=0)
+
+
+def test_bf16_batches_and_ensemble_agree_with_fp32(tmp_path: Path) -> None:
+    weights = edsr_baseline_weights(tmp_path, num_feat=8, num_block=2)
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("a", "b", "c"):  # a and c share a size, b does not
+        Image.fromarray(smooth(12, 16 if name != "b" else 14, 3)).save(source / f"{name}.png")
+    net_overrides = [
+        "model=edsr_baseline",
+        f"ckpt={weights}",
+        "model.net.num_feat=8",
+        "model.net.num_block=2",
+    ]
+    results = {}
+    for run, extra in {
+        "fp32": [],
+        "bf16": ["precision=bf16"],
+        "batch": ["batch=3"],
+        "ensemble": ["self_ensemble=true"],
+    }.items():
+        out = tmp_path / run
+        report = infer(
+            compose_config(
+                out / "run",
+                [
+                    "scale=2",
+                    f"input={source}",
+                    f"output={out}",
+                    "progress=false",
+                    *net_overrides,
+                    *extra,
+                ],
+                config_name="infer",
+            )
+        )
+        assert report.ok and len(report.written) == 3, run
+        results[run] = {p.name: np.asarray(Image.open(p), dtype=int) for p in report.written}
+    for name, fp32 in results["fp32"].items():
+        assert np.abs(results["batch"][name] - fp32).max() <= 1, name
+        assert np.abs(results["bf16"][name] - fp32).max() <= 8, name  # bf16: 8 bits of mantissa
+        assert np.abs(results["ensemble"][name] - fp32).max() > 0, name  # it did something
+
+
+def test_exif_rotation_is_applied(tmp_path: Path) -> None:
+    image = Image.fromarray(smooth(6, 10, 3))
+    exif = image.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    image.save(tmp_path / "phone.jpg", exif=exif)
+    report = infer(infer_cfg(tmp_path, tmp_path / "phone.jpg", "model=bicubic"))
+    assert Image.open(report.written[0]).size == (12, 20)  # upright: 6 wide, 10 high, x2
+
+
+def test_inputs_globs_and_refused_outputs(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    (root / "a").mkdir(parents=True)
+    for name in ("a/x.png", "a/x.jpg", "a/y.webp", ".hidden.png", "a/._sidecar.png"):
+        Image.fromarray(smooth(4, 4, 3)).save(root / name)
+    base, files = find_inputs(str(root))
+    assert base == root and [f.relative_to(root).as_posix() for f in files] == [
+        "a/x.jpg",
+        "a/x.png",
+        "a/y.webp",
+    ]
+    base, files = find_inputs(str(root / "**" / "x.*"))
+    assert base == root and [f.name for f in files] == ["x.jpg", "x.png"]
+    with pytest.raises(ConfigError, match="no image files"):
+        find_inputs(str(root), recursive=False)  # only the hidden file at the top
+    jobs, refused = plan_jobs(root, files, root, "png")
+    assert [j.target for j in jobs] == [root / "a" / "x.png"]  # x.jpg -> x.png, first wins
+    assert [(p.name, "overwrite" in why) for p, why in refused] == [("x.png", True)]
+    with pytest.raises(ConfigError, match="no such file or folder"):
+        find_inputs(str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="no image files"):
+        find_inputs(str(root / "*.tif"))
+
+
+def test_output_folder_inside_input_is_not_read_back(tmp_path: Path) -> None:
+    Image.fromarray(smooth(4, 5, 3)).save(tmp_path / "p.png")
+    for _ in range(2):  # the second run must not upscale the first run's output
+        report = infer(
+            compose_config(
+                tmp_path / "run",
+                [
+                    "scale=2",
+                    f"input={tmp_path}",
+                    f"output={tmp_path / 'sr'}",
+                    "progress=false",
+                    "skip_existing=true",
+                ],
+                config_name="infer",
+            )
+        )
+    assert report.written == [] and report.skipped == [tmp_path / "p.png"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["precision=16", "device=cpu"], "needs a CUDA device"),
+        (["format=gif"], "format='gif'"),
+        (["tile=-8"], "tile=-8"),
+        (["model=edsr_baseline"], "has weights to learn"),
+    ],
+)
+def test_config_errors_say_how_to_fix(tmp_path: Path, overrides: list[str], message: str) -> None:
+    Image.fromarray(smooth(4, 5, 3)).save(tmp_path / "p.png")
+    with pytest.raises(ConfigError, match=message):
+        infer(infer_cfg(tmp_path, tmp_path / "p.png", *overrides))
+
+
+def test_missing_input_is_a_config_error(tmp_path: Path) -> None:
+    cfg = compose_config(tmp_path, ["progress=false"], config_name="infer")
+    with pytest.raises(ConfigError, match="input=<image file, folder or glob>"):
+        infer(cfg)
+
+
+# -- the 16-bit PNG codec, against an independent (naive, per-byte) encoder ------------------
+
+
+def naive_png16(array: np.ndarray, filters: list[int]) -> bytes:
+    """A 16-bit PNG whose rows cycle through ``filters``, filtered byte by byte (the spec's
+    pseudo-code, no vectorization), so the decoder is checked on all five filter types."""
+    height, width, channels = array.shape
+    data = array.astype(">u2").view(np.uint8).reshape(height, -1).astype(int)
+    bpp, out = channels * 2, b""
+    for y in range(height):
+        kind = filters[y % len(filters)]
+        row = [kind]
+        for x in range(data.shape[1]):
+            a = data[y, x - bpp] if x >= bpp else 0
+            b = data[y - 1, x] if y else 0
+            c = data[y - 1, x - bpp] if y and x >= bpp else 0
+            p = a + b - c
+            paeth = (
+                a
+                if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c)
+                else (b if abs(p - b) <= abs(p - c) else c)
+            )
+            row.append((data[y, x] - [0, a, b, (a + b) // 2, paeth][kind]) % 256)
+        out += bytes(row)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    colour = {2: 4, 3: 2, 4: 6}[channels]
+    header = struct.pack(">IIBBBBB", width, height, 16, colour, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(out))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+@pytest.mark.parametrize("filters", [[0, 1, 2, 3, 4], [1, 2, 0]])
+def test_png16_decoder_undoes_every_filter(
+    tmp_path: Path, channels: int, filters: list[int]
+) -> None:
+    array = RNG.integers(0, 65536, size=(7, 5, channels), dtype=np.uint16)
+    path = tmp_path / "x.png"
+    path.write_bytes(naive_png16(array, filters))
+    decoded, icc = read_png16(path)
+    np.testing.assert_array_equal(decoded, array)
+    assert icc is None
+    assert load_image(path).bits == 16
+
+
+def test_png16_writer_round_trips_and_pillow_reads_it(tmp_path: Path) -> None:
+    for channels in (1, 2, 3, 4):
+        array = RNG.integers(0, 65536, size=(6, 9, channels), dtype=np.uint16)
+        write_png16(tmp_path / "w.png", array, icc_profile=b"not really an ICC profile")
+        decoded, icc = read_png16(tmp_path / "w.png")
+        np.testing.assert_array_equal(decoded, array)
+        assert icc == b"not really an ICC profile"
+        with Image.open(tmp_path / "w.png") as image:
+            image.load()  # an independent decoder accepts it (and its CRCs)
+            if channels == 1:
+                np.testing.assert_array_equal(np.asarray(image), array[..., 0])
+
+
+def test_corrupt_png16_is_reported(tmp_path: Path) -> None:
+    write_png16(tmp_path / "w.png", RNG.integers(0, 65536, size=(6, 9, 3), dtype=np.uint16))
+    data = bytearray((tmp_path / "w.png").read_bytes())
+    data[60] ^= 0xFF  # inside the image data: its CRC no longer matches
+    (tmp_path / "w.png").write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match="w.png.*CRC"):
+        load_image(tmp_path / "w.png")
