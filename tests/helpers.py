@@ -50,15 +50,31 @@ class OfflineRun:
         return [row[key] for row in self.history if key in row]
 
 
-def read_offline_run(run_dir: Path) -> OfflineRun:
-    """Parse ``run-<id>.wandb`` of an offline run folder (W&B's LevelDB-log of protobufs)."""
+def read_offline_run(run_dir: Path, timeout: float = 30.0) -> OfflineRun:
+    """Parse ``run-<id>.wandb`` of an offline run folder (W&B's LevelDB-log of protobufs).
+
+    W&B's service may still be writing after ``wandb.finish()`` returns (seen with wandb
+    0.31 for the second run of a process): wait up to ``timeout`` s for the run's exit record.
+    """
     import json
+    import time
 
     from wandb.proto import wandb_internal_pb2 as pb
 
     (path,) = Path(run_dir).glob("run-*.wandb")
+    deadline = time.monotonic() + timeout
+    while True:
+        records = _leveldb_records(path.read_bytes())
+        kinds = set()
+        for data in records:
+            record = pb.Record()
+            record.ParseFromString(data)
+            kinds.add(record.WhichOneof("record_type"))
+        if "exit" in kinds or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     run = OfflineRun()
-    for data in _leveldb_records(path.read_bytes()):
+    for data in records:
         record = pb.Record()
         record.ParseFromString(data)
         kind = record.WhichOneof("record_type")

@@ -127,8 +127,8 @@ class SRTask(L.LightningModule):
                 f"up to step {self.global_step}: training stopped, and "
                 "checkpoints/on_exception.ckpt holds the last good weights. Likely causes: a "
                 "learning rate too high (lower model.optimizer.lr), fp16 overflow (use "
-                "trainer.precision=bf16-mixed or 32-true), or exploding gradients (set "
-                "trainer.gradient_clip_val)."
+                "trainer.precision=bf16-mixed or 32-true), or exploding gradients (clip them: "
+                "trainer.gradient_clip_val, or model.grad_clip for GAN tasks)."
             )
         return False
 
