@@ -23,6 +23,7 @@ from srlab.data.catalog import ImageSet
 from srlab.data.io import is_image_file, read_image
 from srlab.errors import ConfigError, DataError, DatasetNotFoundError
 from srlab.imaging.imresize import imresize
+from srlab.imaging.tiling import dihedral
 
 log = logging.getLogger(__name__)
 
@@ -251,17 +252,8 @@ class PatchDataset(_PairDataset):
 
 
 def _random_dihedral(*images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    hflip, vflip, transpose = (bool(b) for b in torch.randint(0, 2, (3,)))
-    out = []
-    for image in images:
-        if hflip:
-            image = image.flip(-1)
-        if vflip:
-            image = image.flip(-2)
-        if transpose:
-            image = image.transpose(-1, -2)
-        out.append(image.contiguous())
-    return tuple(out)
+    transpose, hflip, vflip = (bool(b) for b in torch.randint(0, 2, (3,)))
+    return tuple(dihedral(image, transpose, hflip, vflip).contiguous() for image in images)
 
 
 class EvalDataset(_PairDataset):

@@ -131,32 +131,12 @@ def missing_folders(
     ]
 
 
-def download_set(
-    spec: SetSpec,
-    root: str | Path,
-    *,
-    scales: Iterable[int] | None = None,
-    force: bool = False,
-    base_url: str | None = None,
-    verify: bool = True,
-    keep_archives: bool = False,
-    retries: int = 2,
-    backoff: float = 1.0,
-    progress: bool | None = None,
-) -> Path:
-    """Download one catalog set into ``root`` (see :func:`download_sets`); return its HR folder."""
-    return download_sets(
-        [spec],
-        root,
-        scales=scales,
-        force=force,
-        base_url=base_url,
-        verify=verify,
-        keep_archives=keep_archives,
-        retries=retries,
-        backoff=backoff,
-        progress=progress,
-    )[0]
+def download_set(spec: SetSpec, root: str | Path, **options: Any) -> Path:
+    """Download one catalog set into ``root``; return its HR folder.
+
+    ``options`` are those of :func:`download_sets`.
+    """
+    return download_sets([spec], root, **options)[0]
 
 
 def download_sets(

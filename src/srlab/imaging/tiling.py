@@ -66,13 +66,14 @@ def self_ensemble(forward: Forward, lr: torch.Tensor) -> torch.Tensor:
     for transpose in (False, True):
         for hflip in (False, True):
             for vflip in (False, True):
-                x = _dihedral(lr, transpose, hflip, vflip)
+                x = dihedral(lr, transpose, hflip, vflip)
                 y = forward(x)
                 outputs.append(_dihedral_inverse(y, transpose, hflip, vflip))
     return torch.stack(outputs).mean(dim=0)
 
 
-def _dihedral(x: torch.Tensor, transpose: bool, hflip: bool, vflip: bool) -> torch.Tensor:
+def dihedral(x: torch.Tensor, transpose: bool, hflip: bool, vflip: bool) -> torch.Tensor:
+    """One of the 8 flips/transpositions of ``x`` [..., H, W] (transpose, then flips)."""
     if transpose:
         x = x.transpose(-1, -2)
     if hflip:
