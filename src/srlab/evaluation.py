@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from srlab.config_check import check_targets
 from srlab.data import get_image_set, list_pairs, load_pair, read_image
 from srlab.data.datasets import to_tensor
 from srlab.data.io import is_image_file
@@ -82,6 +83,7 @@ def summarize(images: dict[str, dict[str, float]]) -> dict[str, Any]:
 
 def build_net(cfg: DictConfig) -> nn.Module:
     """The network of ``cfg.model`` with the weights of ``ckpt`` or ``model.pretrained``."""
+    check_targets(cfg.model, "model")
     net: nn.Module = instantiate(cfg.model.net, _convert_="all")
     weights = cfg.get("ckpt") or cfg.model.get("pretrained")
     if weights:

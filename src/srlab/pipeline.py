@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from srlab.checkpoints import forward_sigusr1_as_sigterm, newest_checkpoint, resolve_ckpt_path
+from srlab.config_check import check_targets
 from srlab.data import SRDataModule
 from srlab.errors import ConfigError, SRLabError
 from srlab.models import summary
@@ -40,6 +41,9 @@ def train(cfg: DictConfig) -> float | None:
     Returns:
         The best ``val/psnr`` (the checkpoint monitor), for Hydra sweepers to optimize.
     """
+    # Typos in model/data/trainer keys fail now, naming the key and the valid ones.
+    for group in ("data", "model", "trainer"):
+        check_targets(cfg.get(group), group)
     L.seed_everything(cfg.seed, workers=True)
     # _convert_=all: plain lists/dicts, so checkpoints hold no OmegaConf objects and load with
     # torch.load(weights_only=True).
