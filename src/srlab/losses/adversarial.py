@@ -86,10 +86,10 @@ def ragan_generator_loss(
     Returns:
         The scalar loss.
     """
-    real_pred = real_pred.detach()
-    real_vs_fake = real_pred - fake_pred.mean()
-    fake_vs_real = fake_pred - real_pred.mean()
-    return 0.5 * (_bce(real_vs_fake, fake_label) + _bce(fake_vs_real, real_label))
+    # The discriminator's loss with the targets swapped.
+    return ragan_discriminator_loss(
+        real_pred.detach(), fake_pred, real_label=fake_label, fake_label=real_label
+    )
 
 
 def gradient_penalty(
