@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from srlab.data.catalog import ImageSet, get_image_set
 from srlab.data.datasets import (
     EvalDataset,
+    EvalDistributedSampler,
     ImagePair,
     MultiScaleDataset,
     PatchDataset,
@@ -203,6 +204,10 @@ class SRDataModule(L.LightningDataModule):
     def _eval_loader(self, image_set: ImageSet) -> DataLoader:
         # Whole images differ in size, so evaluation batches hold one image.
         dataset = EvalDataset(self._pairs[(image_set, self.scale)], self.scale)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Every image once across ranks (Lightning's default sampler pads with repeats).
+            sampler = EvalDistributedSampler(dataset)
+            return self._loader(dataset, batch_size=1, sampler=sampler, drop_last=False)
         return self._loader(dataset, batch_size=1, shuffle=False, drop_last=False)
 
     def _loader(self, dataset, **batching: Any) -> DataLoader:

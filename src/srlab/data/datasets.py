@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import BatchSampler, Dataset, Sampler
+from torch.utils.data import BatchSampler, Dataset, DistributedSampler, Sampler
 
 from srlab.data.catalog import ImageSet
 from srlab.data.io import is_image_file, read_image
@@ -337,3 +337,22 @@ class ScaleBatchSampler(BatchSampler):
         for batch in super().__iter__():
             scale = self.scales[int(torch.randint(len(self.scales), (1,), generator=generator))]
             yield [(index, scale) for index in batch]
+
+
+class EvalDistributedSampler(DistributedSampler):
+    """Splits an evaluation set over DDP ranks without padding: every image scored once.
+
+    ``DistributedSampler`` pads the set to a multiple of the world size by repeating images,
+    so a 5-image Set5 on 4 GPUs would score 3 images twice. Here rank ``r`` takes images
+    ``r, r + W, r + 2W, ...``; ranks may get one image fewer, which metrics that sum over
+    images (srlab's) handle exactly. Lightning leaves samplers of this class in place.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        super().__init__(dataset, shuffle=False, drop_last=False)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))
