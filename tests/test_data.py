@@ -203,3 +203,17 @@ def test_made_lr_is_cached_on_disk_and_lr_modes(tmp_path: Path) -> None:
         list_pairs(get_image_set("set5"), tmp_path, 3, lr="files")
     with pytest.raises(ConfigError, match="data.lr"):
         list_pairs(get_image_set("set5"), tmp_path, 2, lr="bicubic")
+
+
+def test_batch_size_is_global_under_ddp() -> None:
+    datamodule = SRDataModule(scale=2, root=".", train=None, val_sets=["sample"], batch_size=16)
+    assert datamodule.per_rank_batch_size() == 16  # no trainer: one process
+
+    class _Trainer:
+        world_size = 4
+
+    datamodule.trainer = _Trainer()
+    assert datamodule.per_rank_batch_size() == 4
+    datamodule.trainer.world_size = 3
+    with pytest.raises(ConfigError, match="data.batch_size=15"):
+        datamodule.per_rank_batch_size()

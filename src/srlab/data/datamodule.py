@@ -42,7 +42,8 @@ class SRDataModule(L.LightningDataModule):
             the first one is ``val/psnr``.
         test_sets: sets scored by ``trainer.test`` (default: ``val_sets``).
         patch_size: HR training patch side in pixels (a multiple of ``scale``).
-        batch_size: training batch size.
+        batch_size: the global training batch size: under DDP each of the ``W`` processes
+            loads ``batch_size / W`` patches, so a recipe means the same on 1 or 8 GPUs.
         repeat: visits of each training image per epoch.
         augment: random flips and 90-degree rotations of training patches.
         in_memory: keep decoded training images in memory (evaluation images always are).
@@ -186,12 +187,33 @@ class SRDataModule(L.LightningDataModule):
         }
         if len(datasets) == 1:
             (dataset,) = datasets.values()
-            return self._loader(dataset, batch_size=hp.batch_size, shuffle=True, drop_last=True)
+            return self._loader(
+                dataset, batch_size=self.per_rank_batch_size(), shuffle=True, drop_last=True
+            )
         dataset = MultiScaleDataset(datasets)
         sampler = ScaleBatchSampler(
-            RandomSampler(dataset), hp.batch_size, drop_last=True, scales=self.train_scales
+            RandomSampler(dataset),
+            self.per_rank_batch_size(),
+            drop_last=True,
+            scales=self.train_scales,
         )
         return self._loader(dataset, batch_sampler=sampler)
+
+    def per_rank_batch_size(self) -> int:
+        """``data.batch_size`` divided by the number of DDP processes.
+
+        Raises:
+            ConfigError: the global batch is not divisible by the world size.
+        """
+        world = self.trainer.world_size if self.trainer is not None else 1
+        batch = self.hparams.batch_size
+        if batch % world:
+            raise ConfigError(
+                f"data.batch_size={batch} is the global batch and must be divisible by the "
+                f"{world} DDP processes (trainer.devices x trainer.num_nodes): use e.g. "
+                f"data.batch_size={max(world, batch - batch % world)}"
+            )
+        return batch // world
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader of whole images per validation set."""
