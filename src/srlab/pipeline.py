@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import signal
 import string
@@ -48,8 +49,10 @@ def train(cfg: DictConfig) -> float | None:
     # _convert_=all: plain lists/dicts, so checkpoints hold no OmegaConf objects and load with
     # torch.load(weights_only=True).
     datamodule: SRDataModule = instantiate(cfg.data, _convert_="all")
-    # Locate every file now: a missing dataset fails here, in seconds, before any training.
-    datamodule.prepare_data()
+    # Download (one process per node: DDP starts the other ranks only later, from fit), then
+    # locate every file: a missing dataset fails here, in seconds, before any training.
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        datamodule.prepare_data()
     datamodule.verify()
     datamodule.require_train_set()
     model: L.LightningModule = _instantiate_model(cfg.model)
