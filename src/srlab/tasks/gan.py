@@ -281,11 +281,8 @@ class SRGANTask(SRTask):
                     "generator trains, model.g_steps_before_d)"
                 )
             g_loss = sum(self.loss_weights[name] * value for name, value in terms.items())
-            if torch.isfinite(g_loss):
-                optimizer.zero_grad()
-                self.manual_backward(g_loss)
-                self._optimizer_step(optimizer)
-        if torch.isfinite(g_loss):
+            updated = self._update(optimizer, g_loss)
+        if updated:
             batch_size = lr.shape[0]
             self._log("g_loss", g_loss, batch_size, prog_bar=True)
             for name, value in terms.items():
@@ -306,11 +303,8 @@ class SRGANTask(SRTask):
             penalty = self.adversarial_loss.penalty(self.discriminator, hr, sr)
             if penalty is not None:
                 d_loss = d_loss + penalty
-            if torch.isfinite(d_loss):
-                optimizer.zero_grad()
-                self.manual_backward(d_loss)
-                self._optimizer_step(optimizer)
-        if torch.isfinite(d_loss):
+            updated = self._update(optimizer, d_loss)
+        if updated:
             batch_size = hr.shape[0]
             self._log("d_loss", d_loss, batch_size, prog_bar=True)
             self._log("d_real", real_pred.detach().float().mean(), batch_size)
@@ -318,6 +312,15 @@ class SRGANTask(SRTask):
             if penalty is not None:
                 self._log("d_gp", penalty, batch_size)
         return d_loss.detach()
+
+    def _update(self, optimizer: LightningOptimizer, loss: torch.Tensor) -> bool:
+        """Backpropagate ``loss`` and step ``optimizer``, unless the loss is not finite."""
+        if not torch.isfinite(loss):
+            return False
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        self._optimizer_step(optimizer)
+        return True
 
     def _optimizer_step(self, optimizer: LightningOptimizer) -> None:
         """Step ``optimizer``; only the iteration's first step counts as a global step."""
