@@ -8,7 +8,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from lightning.pytorch.trainer.states import TrainerFn
+from torch.utils.data import DataLoader
 
 from srlab.data.catalog import ImageSet, get_image_set
 from srlab.data.datasets import (
@@ -17,9 +18,9 @@ from srlab.data.datasets import (
     ImagePair,
     MultiScaleDataset,
     PatchDataset,
-    ScaleBatchSampler,
     list_pairs,
 )
+from srlab.data.sampling import TrainSampler
 from srlab.data.validation import check_pairs, drop_bad_pairs
 from srlab.errors import ConfigError
 
@@ -62,6 +63,9 @@ class SRDataModule(L.LightningDataModule):
             (VDSR's multi-scale training; the network must accept any scale); the HR patch
             is ``patch_size`` rounded down to a multiple of each scale. None: ``[scale]``.
             Validation and test run at ``scale``.
+        seed: seeds the training order, crops and flips (None: the run's seed, i.e. torch's
+            initial seed, which the pipeline sets); the order is a function of the seed and
+            the epoch, so a resumed run continues it exactly.
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class SRDataModule(L.LightningDataModule):
         train_scales: Sequence[int] | None = None,
         download: bool = False,
         on_bad_image: str = "error",
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -101,6 +106,8 @@ class SRDataModule(L.LightningDataModule):
         self.train_scales = [self.scale] if not train_scales else [int(s) for s in train_scales]
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self._pairs: dict[tuple[ImageSet, int], list[ImagePair]] = {}
+        self.seed = seed
+        self._resume_position: tuple[int, int] | None = None
 
     @classmethod
     def from_folder(
@@ -185,19 +192,45 @@ class SRDataModule(L.LightningDataModule):
             )
             for scale in self.train_scales
         }
-        if len(datasets) == 1:
-            (dataset,) = datasets.values()
-            return self._loader(
-                dataset, batch_size=self.per_rank_batch_size(), shuffle=True, drop_last=True
-            )
-        dataset = MultiScaleDataset(datasets)
-        sampler = ScaleBatchSampler(
-            RandomSampler(dataset),
-            self.per_rank_batch_size(),
-            drop_last=True,
-            scales=self.train_scales,
+        dataset = (
+            MultiScaleDataset(datasets) if len(datasets) > 1 else datasets[self.train_scales[0]]
         )
-        return self._loader(dataset, batch_sampler=sampler)
+        trainer = self.trainer
+        sampler = TrainSampler(
+            len(dataset),
+            self.per_rank_batch_size(),
+            self.train_scales,
+            # The run's seed, which the pipeline gives Lightning's seed_everything.
+            seed=torch.initial_seed() if self.seed is None else self.seed,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
+        )
+        if self._resume_position is not None:
+            epoch, batches = self._resume_position
+            sampler.resume(epoch, batches * self.per_rank_batch_size())
+        return self._loader(
+            dataset, batch_size=self.per_rank_batch_size(), sampler=sampler, drop_last=True
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training is in the data: the epoch and how many batches of it were trained.
+
+        Saved in every checkpoint, so a resumed run starts at the next batch the interrupted
+        one would have trained (:class:`~srlab.data.sampling.TrainSampler`).
+        """
+        trainer = self.trainer
+        # Also during the validations inside fit, where the best checkpoint is saved.
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return {}
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        # `processed`: batches whose optimizer step ran (a save in on_train_batch_end comes
+        # before the batch counts as `completed`).
+        return {"epoch": trainer.current_epoch, "batches_done": progress.processed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume the training order where :meth:`state_dict` left it."""
+        if state_dict:
+            self._resume_position = (state_dict["epoch"], state_dict["batches_done"])
 
     def per_rank_batch_size(self) -> int:
         """``data.batch_size`` divided by the number of DDP processes.

@@ -7,20 +7,21 @@ mod-cropped HR by MATLAB bicubic, exactly as the literature makes its LR.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import BatchSampler, Dataset, DistributedSampler, Sampler
+from torch.utils.data import Dataset, DistributedSampler
 
+from srlab.data.cache import DecodedCache, source_key
 from srlab.data.catalog import ImageSet
 from srlab.data.io import is_image_file, read_image
+from srlab.data.sampling import PatchKey
 from srlab.errors import ConfigError, DataError, DatasetNotFoundError
 from srlab.imaging.imresize import imresize
 from srlab.imaging.tiling import dihedral
@@ -118,9 +119,7 @@ def cached_lr(pair: ImagePair, hr: np.ndarray, scale: int) -> np.ndarray:
     """
     if pair.lr_cache is None:
         return make_lr(hr, scale)
-    stat = pair.hr.stat()
-    key = hashlib.sha1(f"{pair.hr.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    path = pair.lr_cache / f"{pair.hr.stem}-{key.hexdigest()[:16]}.png"
+    path = pair.lr_cache / f"{pair.hr.stem}-{source_key(pair.hr)}.png"
     if path.is_file():
         return read_image(path)
     lr = make_lr(hr, scale)
@@ -137,7 +136,9 @@ def cached_lr(pair: ImagePair, hr: np.ndarray, scale: int) -> np.ndarray:
     return lr
 
 
-def load_pair(pair: ImagePair, scale: int, channels: int | None) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(
+    pair: ImagePair, scale: int, channels: int | None, decoded: DecodedCache | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Read one pair as uint8 arrays ``(hr, lr)`` of shapes [s*h, s*w, C] and [h, w, C].
 
     Args:
@@ -145,13 +146,22 @@ def load_pair(pair: ImagePair, scale: int, channels: int | None) -> tuple[np.nda
         scale: the SR scale; HR is mod-cropped to a multiple of it.
         channels: 3 expands grayscale to RGB (training batches need one channel count);
             None keeps each image's own channels (evaluation scores gray on its channel).
+        decoded: a decoded-image cache: the arrays are then read-only views of its
+            memory-mapped files (decoded into it on first use), and slicing them reads only
+            the rows sliced. None decodes the files.
 
     Raises:
         DataError: an LR file whose size is not the HR size divided by the scale.
     """
-    hr = read_image(pair.hr)
+    hr = _read(pair.hr, decoded)
     hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
-    lr = cached_lr(pair, hr, scale) if pair.lr is None else read_image(pair.lr)
+    if pair.lr is not None:
+        lr = _read(pair.lr, decoded)
+    elif decoded is None:
+        lr = cached_lr(pair, hr, scale)
+    else:
+        # Made from the HR mod-cropped at this scale: one entry per scale.
+        lr = decoded.get(pair.hr, lambda: cached_lr(pair, hr, scale), f"bicubic-x{scale}")
     if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
         raise DataError(
             f"LR {pair.lr} is {lr.shape[1]}x{lr.shape[0]} (WxH) but HR {pair.hr} mod-cropped "
@@ -163,8 +173,13 @@ def load_pair(pair: ImagePair, scale: int, channels: int | None) -> tuple[np.nda
     return hr, lr
 
 
+def _read(path: Path, decoded: DecodedCache | None) -> np.ndarray:
+    return read_image(path) if decoded is None else decoded.get(path, lambda: read_image(path))
+
+
 def _expand_gray(image: np.ndarray) -> np.ndarray:
-    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    # A read-only view: a memory-mapped image stays unread until a crop of it is copied.
+    return np.broadcast_to(image, (*image.shape[:2], 3)) if image.shape[2] == 1 else image
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -173,10 +188,16 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 class _PairDataset(Dataset):
-    """Shared loading of pairs, with an optional in-memory cache of decoded images."""
+    """Shared loading of pairs: decoded per use, from a decoded-image cache on disk, and/or
+    kept in memory after the first use."""
 
     def __init__(
-        self, pairs: list[ImagePair], scale: int, channels: int | None, in_memory: bool
+        self,
+        pairs: list[ImagePair],
+        scale: int,
+        channels: int | None,
+        in_memory: bool,
+        decoded: DecodedCache | None = None,
     ) -> None:
         if not pairs:
             raise DataError("a dataset needs at least one image pair")
@@ -184,13 +205,17 @@ class _PairDataset(Dataset):
         self.scale = scale
         self.channels = channels
         self.in_memory = in_memory
+        self.decoded = decoded
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if index in self._cache:
             return self._cache[index]
-        arrays = load_pair(self.pairs[index], self.scale, self.channels)
+        arrays = load_pair(self.pairs[index], self.scale, self.channels, self.decoded)
         if self.in_memory:
+            if self.decoded is not None:
+                # Copied out of the cache files: every held memory map keeps a file open.
+                arrays = tuple(np.array(a) for a in arrays)
             self._cache[index] = arrays
         return arrays
 
@@ -207,6 +232,9 @@ class PatchDataset(_PairDataset):
         augment: random horizontal flip, vertical flip and transpose (the 8 dihedral
             transforms), applied alike to LR and HR.
         in_memory: keep decoded images (and made LR) in memory after their first use.
+        decoded: read images from this decoded-image cache (:mod:`srlab.data.cache`), which
+            they are decoded into on first use; a patch then reads only its rows. None
+            decodes every image at every use (unless ``in_memory``).
     """
 
     def __init__(
@@ -217,8 +245,9 @@ class PatchDataset(_PairDataset):
         repeat: int = 1,
         augment: bool = True,
         in_memory: bool = False,
+        decoded: DecodedCache | None = None,
     ) -> None:
-        super().__init__(pairs, scale, channels=3, in_memory=in_memory)
+        super().__init__(pairs, scale, channels=3, in_memory=in_memory, decoded=decoded)
         if patch_size % scale:
             raise DataError(
                 f"data.patch_size={patch_size} is not a multiple of scale={scale}: "
@@ -231,7 +260,17 @@ class PatchDataset(_PairDataset):
     def __len__(self) -> int:
         return len(self.pairs) * self.repeat
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: PatchKey | int) -> dict:
+        """One patch; a :class:`PatchKey` fixes its crop and flips, a bare index draws them.
+
+        Training uses keys (:class:`~srlab.data.sampling.TrainSampler`), so that a patch is
+        the same whichever worker makes it and after a resume; a bare index draws from
+        torch's global RNG.
+        """
+        if isinstance(key, PatchKey):
+            index, generator = key.index, torch.Generator().manual_seed(key.seed)
+        else:
+            index, generator = key, None
         index %= len(self.pairs)
         hr, lr = self._load(index)
         lr_patch = self.patch_size // self.scale
@@ -240,20 +279,19 @@ class PatchDataset(_PairDataset):
                 f"{self.pairs[index].hr} is {hr.shape[1]}x{hr.shape[0]} (WxH), smaller than "
                 f"data.patch_size={self.patch_size}: lower the patch size or remove the image"
             )
-        # torch's RNG, which Lightning seeds per worker, so that crops are reproducible.
-        top = int(torch.randint(0, lr.shape[0] - lr_patch + 1, ()))
-        left = int(torch.randint(0, lr.shape[1] - lr_patch + 1, ()))
+        top = int(torch.randint(0, lr.shape[0] - lr_patch + 1, (), generator=generator))
+        left = int(torch.randint(0, lr.shape[1] - lr_patch + 1, (), generator=generator))
         lr_t = to_tensor(lr[top : top + lr_patch, left : left + lr_patch])
         s = self.scale
         hr_t = to_tensor(hr[top * s : (top + lr_patch) * s, left * s : (left + lr_patch) * s])
         if self.augment:
-            lr_t, hr_t = _random_dihedral(lr_t, hr_t)
+            transpose, hflip, vflip = (
+                bool(b) for b in torch.randint(0, 2, (3,), generator=generator)
+            )
+            lr_t, hr_t = (
+                dihedral(image, transpose, hflip, vflip).contiguous() for image in (lr_t, hr_t)
+            )
         return {"lr": lr_t, "hr": hr_t, "name": self.pairs[index].name}
-
-
-def _random_dihedral(*images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    transpose, hflip, vflip = (bool(b) for b in torch.randint(0, 2, (3,)))
-    return tuple(dihedral(image, transpose, hflip, vflip).contiguous() for image in images)
 
 
 class EvalDataset(_PairDataset):
@@ -280,9 +318,10 @@ class EvalDataset(_PairDataset):
 class MultiScaleDataset(Dataset):
     """Training patches at several scales, one :class:`PatchDataset` per scale.
 
-    Indexed with ``(index, scale)`` pairs, which :class:`ScaleBatchSampler` makes with one
-    scale per batch (patches of one batch must share a size); each sample carries its
-    ``scale``. For one model trained on several scales (VDSR's multi-scale model).
+    Indexed with :class:`~srlab.data.sampling.PatchKey` s, whose ``scale`` picks the dataset;
+    :class:`~srlab.data.sampling.TrainSampler` gives all keys of a batch one scale (patches
+    of one batch must share a size). Each sample carries its ``scale``. For one model
+    trained on several scales (VDSR's multi-scale model).
 
     Args:
         datasets: ``{scale: PatchDataset}``, the same images at every scale.
@@ -298,45 +337,8 @@ class MultiScaleDataset(Dataset):
     def __len__(self) -> int:
         return len(self.datasets[self.scales[0]])
 
-    def __getitem__(self, item: tuple[int, int]) -> dict:
-        index, scale = item
-        return {**self.datasets[scale][index], "scale": scale}
-
-
-class ScaleBatchSampler(BatchSampler):
-    """Batches of ``(index, scale)`` with one random scale per batch.
-
-    A :class:`~torch.utils.data.BatchSampler` (so Lightning can swap its sampler for a
-    distributed one); the scale sequence is seeded by ``seed`` and the epoch.
-
-    Args:
-        sampler: the index sampler (random for training).
-        batch_size: samples per batch.
-        drop_last: drop the last incomplete batch.
-        scales: the scales to draw from.
-        seed: seed of the scale draws (None: drawn from torch's seeded global RNG).
-    """
-
-    def __init__(
-        self,
-        sampler: Sampler[int],
-        batch_size: int,
-        drop_last: bool,
-        scales: Sequence[int] = (2, 3, 4),
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(sampler, batch_size, drop_last)
-        self.scales = list(scales)
-        # Default: drawn from torch's global RNG, which the run's seed fixes.
-        self.seed = int(torch.randint(2**31, ())) if seed is None else seed
-        self.epoch = 0
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        self.epoch += 1
-        for batch in super().__iter__():
-            scale = self.scales[int(torch.randint(len(self.scales), (1,), generator=generator))]
-            yield [(index, scale) for index in batch]
+    def __getitem__(self, key: PatchKey) -> dict:
+        return {**self.datasets[key.scale][key], "scale": key.scale}
 
 
 class EvalDistributedSampler(DistributedSampler):
