@@ -27,6 +27,7 @@ from typing import TypeVar
 
 import numpy as np
 from filelock import FileLock, Timeout
+from rich.console import Console
 from rich.progress import track
 
 log = logging.getLogger(__name__)
@@ -132,9 +133,15 @@ class DecodedCache:
             with ThreadPoolExecutor(max(1, workers)) as pool:
                 futures = [pool.submit(fill, item) for item in items]
                 try:
-                    done = as_completed(futures)
+                    # On stderr, and only on a terminal: logs get the summary line below.
+                    console = Console(stderr=True)
                     for future in track(
-                        done, f"decoding {what}", total=len(futures), transient=True
+                        as_completed(futures),
+                        f"decoding {what}",
+                        total=len(futures),
+                        console=console,
+                        transient=True,
+                        disable=not console.is_terminal,
                     ):
                         future.result()  # re-raises a failure, which names its file
                 except BaseException:
@@ -145,19 +152,14 @@ class DecodedCache:
             made = self.made - before
         finally:
             lock.release()
-        log.info(
-            "decoded cache %s: %d of %d %s decoded now, the rest were there",
-            self.folder,
-            made,
-            len(items),
-            what,
-        )
+        log.info("decoded cache %s: %d arrays made for %d %s", self.folder, made, len(items), what)
         return made
 
     def _write(self, path: Path, array: np.ndarray) -> bool:
         # Unique per host, process and thread, so concurrent writers never share a file.
         temp = path.with_name(f".{path.name}.{_HOST}-{os.getpid()}-{threading.get_ident()}.tmp")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(temp, "wb") as file:
                 np.save(file, array)
             os.replace(temp, path)

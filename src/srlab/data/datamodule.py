@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
+from srlab.data.cache import DecodedCache
 from srlab.data.catalog import ImageSet, get_image_set
 from srlab.data.datasets import (
     EvalDataset,
@@ -19,6 +21,7 @@ from srlab.data.datasets import (
     MultiScaleDataset,
     PatchDataset,
     list_pairs,
+    load_pair,
 )
 from srlab.data.sampling import TrainSampler
 from srlab.data.validation import check_pairs, drop_bad_pairs
@@ -48,12 +51,20 @@ class SRDataModule(L.LightningDataModule):
         repeat: visits of each training image per epoch.
         augment: random flips and 90-degree rotations of training patches.
         in_memory: keep decoded training images in memory (evaluation images always are).
-        num_workers: loader worker processes.
-        pin_memory: pinned host memory for faster copies to a GPU (None: when CUDA exists).
+        cache: decode every training image once into ``<cache_dir>/decoded/`` (uint8 ``.npy``
+            files, memory-mapped, so a patch reads only its rows; :mod:`srlab.data.cache`),
+            built by :meth:`prepare_data`; False decodes each image at each use.
+        num_workers: loader worker processes per training process; ``auto``: this node's
+            usable cores split over its training processes, less one core each for training
+            itself, at most 8 (1 on a 2-core machine, 0 for 2 DDP processes there).
+        prefetch_factor: batches each worker loads ahead.
+        pin_memory: pinned host memory for faster copies to the GPU (None: when training on
+            CUDA).
         persistent_workers: keep workers (and their decoded images) between epochs.
         lr: where LR comes from: ``auto`` (LR files when the set has them, else made from HR
             by MATLAB bicubic), ``files`` (required), ``generate`` (always made from HR).
-        cache_dir: made LR images are cached under ``<cache_dir>/lr/`` (None: in memory only).
+        cache_dir: made LR images are cached under ``<cache_dir>/lr/`` (None: in memory only),
+            decoded training images under ``<cache_dir>/decoded/`` (with ``cache``).
         on_bad_image: ``error`` (default): any unreadable image, LR/HR size mismatch or HR
             smaller than a patch stops set-up with one list of every bad file; ``skip``:
             those images are left out, each with a warning.
@@ -80,7 +91,9 @@ class SRDataModule(L.LightningDataModule):
         repeat: int = 1,
         augment: bool = True,
         in_memory: bool = False,
-        num_workers: int = 2,
+        cache: bool = False,
+        num_workers: int | str = "auto",
+        prefetch_factor: int = 2,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
         lr: str = "auto",
@@ -104,7 +117,8 @@ class SRDataModule(L.LightningDataModule):
         _check_unique_names(self.val_sets, "data.val_sets")
         _check_unique_names(self.test_sets, "data.test_sets")
         self.train_scales = [self.scale] if not train_scales else [int(s) for s in train_scales]
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        _check_num_workers(num_workers)
+        self.decoded = _decoded_cache(cache, cache_dir)
         self._pairs: dict[tuple[ImageSet, int], list[ImagePair]] = {}
         self.seed = seed
         self._resume_position: tuple[int, int] | None = None
@@ -154,14 +168,40 @@ class SRDataModule(L.LightningDataModule):
             self._pairs[(image_set, scale)] = pairs
 
     def prepare_data(self) -> None:
-        """Download the configured sets when ``download`` is set (Lightning runs this on one
-        process per node, before the others start)."""
+        """Download the configured sets when ``download`` is set, then build the decoded-image
+        cache when ``cache`` is set (:meth:`build_cache`). Lightning runs this on one process
+        per node while the others wait; the pipeline calls it before it starts them."""
         if self.hparams.download:
             # Imported here: srlab.data.download is also a `python -m` entry point.
             from srlab.data.download import download_sets
 
             sets = [*self.train_sets, *self.val_sets, *self.test_sets]
             download_sets(sets, self.root, scales=sorted({self.scale, *self.train_scales}))
+        self.build_cache()
+
+    def build_cache(self) -> int:
+        """Decode every training image (HR, and LR at every training scale) into the
+        decoded-image cache, in parallel and with a progress bar; entries already there are
+        kept. Setup then only opens files.
+
+        Returns:
+            How many entries were made (0 without ``cache`` or a training set).
+        """
+        if self.decoded is None or not self.train_sets:
+            return 0
+        self.verify()
+        # One job per HR image with all its scales: they share its HR entry.
+        jobs: dict[Path, list[tuple[ImagePair, int]]] = {}
+        for scale in self.train_scales:
+            for pair in self.train_pairs(scale):
+                jobs.setdefault(pair.hr, []).append((pair, scale))
+        return self.decoded.build(
+            list(jobs.values()), self._decode, workers=usable_cpus(), what="training images"
+        )
+
+    def _decode(self, job: list[tuple[ImagePair, int]]) -> None:
+        for pair, scale in job:
+            load_pair(pair, scale, channels=None, decoded=self.decoded)
 
     def require_train_set(self) -> None:
         """Raise a helpful error if this module has no training set."""
@@ -189,6 +229,7 @@ class SRDataModule(L.LightningDataModule):
                 repeat=hp.repeat,
                 augment=hp.augment,
                 in_memory=hp.in_memory,
+                decoded=self.decoded,
             )
             for scale in self.train_scales
         }
@@ -265,14 +306,32 @@ class SRDataModule(L.LightningDataModule):
             return self._loader(dataset, batch_size=1, sampler=sampler, drop_last=False)
         return self._loader(dataset, batch_size=1, shuffle=False, drop_last=False)
 
+    def num_workers(self) -> int:
+        """Loader workers per training process (``num_workers``, with ``auto`` resolved for
+        this node and the trainer's processes on it)."""
+        if self.hparams.num_workers != "auto":
+            return self.hparams.num_workers
+        processes = self.trainer.num_devices if self.trainer is not None else 1
+        # Each training process keeps a core for itself (on a 2-core CPU the network needs
+        # them); 8 workers outrun any GPU with the decoded cache (~1000 patches/s each) and
+        # more only add start-up time and memory.
+        return max(0, min(8, usable_cpus() // processes - 1))
+
+    def _pin_memory(self) -> bool:
+        if self.hparams.pin_memory is not None:
+            return self.hparams.pin_memory
+        # Pinned pages only speed up copies to a CUDA device; elsewhere they cost memory.
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+
     def _loader(self, dataset, **batching: Any) -> DataLoader:
-        workers = self.hparams.num_workers
+        workers = self.num_workers()
         return DataLoader(
             dataset,
             **batching,
             num_workers=workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self._pin_memory(),
             persistent_workers=workers > 0 and self.hparams.persistent_workers,
+            prefetch_factor=self.hparams.prefetch_factor if workers > 0 else None,
         )
 
 
@@ -282,3 +341,31 @@ def _check_unique_names(sets: list[ImageSet], key: str) -> None:
         raise ConfigError(f"{key} names a set twice: {names}; metric names would collide")
     if not sets:
         raise ConfigError(f"{key} is empty: list at least one evaluation set, e.g. [set5]")
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity: a SLURM or container allocation),
+    not the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _check_num_workers(num_workers: int | str) -> None:
+    if num_workers == "auto" or (isinstance(num_workers, int) and num_workers >= 0):
+        return
+    raise ConfigError(
+        f"data.num_workers={num_workers!r}: use a number of loader processes (0 loads in the "
+        "training process) or auto"
+    )
+
+
+def _decoded_cache(cache: bool, cache_dir: str | Path | None) -> DecodedCache | None:
+    if not cache:
+        return None
+    if cache_dir is None:
+        raise ConfigError(
+            "data.cache=true needs data.cache_dir, the folder that holds the decoded images "
+            "(<cache_dir>/decoded): set it, or set data.cache=false to decode per use"
+        )
+    return DecodedCache(Path(cache_dir).expanduser() / "decoded")
