@@ -9,11 +9,16 @@ in-process test resumes from checkpoints mid-epoch, at an epoch's end and at a v
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import compose_config
+from helpers import REPO_ROOT, compose_config
 
 from srlab.pipeline import train
 
@@ -63,5 +68,59 @@ def test_resumed_run_ends_with_the_uninterrupted_weights(
     train(compose_config(tmp_path, [*RUN, f"ckpt_path={ckpt}"]))
     expected, resumed = _weights(uninterrupted), _weights(tmp_path)
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == STEPS
+    for name, weight in expected.items():
+        torch.testing.assert_close(resumed[name], weight, rtol=0, atol=1e-6, msg=name)
+
+
+# A slow disk for the killed processes: each checkpoint lingers as a partial file for 0.3 s
+# before it is synced and renamed, so the test can kill a process in the middle of a save.
+SLOW_FSYNC = """
+import os, time
+_fsync = os.fsync
+def _slow_fsync(fd):
+    time.sleep(0.3)
+    _fsync(fd)
+os.fsync = _slow_fsync
+"""
+
+
+def _start(run_dir: Path, slow_disk: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(slow_disk), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "src/train.py", *RUN, f"hydra.run.dir={run_dir}"]
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+
+def _kill_when(process: subprocess.Popen, ready: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 120
+    while not ready():
+        assert process.poll() is None, process.stdout.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "the run did not get there within 120 s"
+        time.sleep(0.02)
+    process.kill()  # SIGKILL: no handler runs, nothing is flushed
+    process.communicate(timeout=60)
+
+
+def test_kill_9_then_resume_equals_the_uninterrupted_run(uninterrupted: Path, tmp_path: Path):
+    slow_disk = tmp_path / "slow_disk"
+    slow_disk.mkdir()
+    (slow_disk / "sitecustomize.py").write_text(SLOW_FSYNC)
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "checkpoints"
+
+    # Killed while step 3's checkpoint is being written: the partial file exists, unrenamed.
+    first = _start(run_dir, slow_disk)
+    _kill_when(first, lambda: any(checkpoints.glob(".step0000003.ckpt.*.part")))
+    assert not (checkpoints / "step0000003.ckpt").exists()
+
+    # The same command again resumes in its run dir; killed between two later saves.
+    second = _start(run_dir, slow_disk)
+    _kill_when(second, lambda: (checkpoints / "step0000005.ckpt").exists())
+    assert not (checkpoints / f"step{STEPS:07d}.ckpt").exists()
+
+    train(compose_config(run_dir, [*RUN, "ckpt_path=last"]))
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == STEPS
+    expected, resumed = _weights(uninterrupted), _weights(run_dir)
     for name, weight in expected.items():
         torch.testing.assert_close(resumed[name], weight, rtol=0, atol=1e-6, msg=name)
