@@ -129,3 +129,22 @@ class NaNLoss:
         self.calls += 1
         loss = torch.nn.functional.l1_loss(sr, hr)
         return loss * float("nan") if self.calls <= self.bad_steps else loss
+
+
+class SigtermAtStep:
+    """A callback that acts as if SIGTERM arrived during training step ``step``.
+
+    It sets the flag Lightning's own SIGTERM handler sets (on its signal connector), so the run
+    stops the way a pre-empted one does (``on_exception.ckpt``, exit 143), without signalling
+    the test process.
+    """
+
+    def __new__(cls, step: int):
+        from lightning.pytorch import Callback
+
+        class _SigtermAtStep(Callback):
+            def on_train_batch_end(self, trainer, *args) -> None:
+                if trainer.global_step == step:
+                    trainer._signal_connector.received_sigterm = True
+
+        return _SigtermAtStep()

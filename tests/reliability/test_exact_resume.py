@@ -72,6 +72,20 @@ def test_resumed_run_ends_with_the_uninterrupted_weights(
         torch.testing.assert_close(resumed[name], weight, rtol=0, atol=1e-6, msg=name)
 
 
+def test_resume_after_sigterm_equals_the_uninterrupted_run(uninterrupted: Path, tmp_path: Path):
+    # Pre-emption: Lightning stops at the end of step 4 and on_exception.ckpt is written.
+    stop = "+callbacks.sigterm._target_=helpers.SigtermAtStep"
+    with pytest.raises(SystemExit) as stopped:
+        train(compose_config(tmp_path, [*RUN, stop, "+callbacks.sigterm.step=4"]))
+    assert stopped.value.code == 143
+    saved = torch.load(tmp_path / "checkpoints" / "on_exception.ckpt", weights_only=True)
+    assert saved["global_step"] == 4
+    train(compose_config(tmp_path, [*RUN, "ckpt_path=last"]))
+    expected, resumed = _weights(uninterrupted), _weights(tmp_path)
+    for name, weight in expected.items():
+        torch.testing.assert_close(resumed[name], weight, rtol=0, atol=1e-6, msg=name)
+
+
 # A slow disk for the killed processes: each checkpoint lingers as a partial file for 0.3 s
 # before it is synced and renamed, so the test can kill a process in the middle of a save.
 SLOW_FSYNC = """
