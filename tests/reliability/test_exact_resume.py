@@ -138,3 +138,20 @@ def test_kill_9_then_resume_equals_the_uninterrupted_run(uninterrupted: Path, tm
     expected, resumed = _weights(uninterrupted), _weights(run_dir)
     for name, weight in expected.items():
         torch.testing.assert_close(resumed[name], weight, rtol=0, atol=1e-6, msg=name)
+
+
+def test_resume_with_ema_equals_the_uninterrupted_run(tmp_path: Path) -> None:
+    ema = [
+        "+callbacks.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging",
+        "+callbacks.ema.decay=0.9",
+    ]
+    train(compose_config(tmp_path / "full", [*RUN, *ema]))
+    ckpt = tmp_path / "full" / "checkpoints" / "step0000005.ckpt"
+    train(compose_config(tmp_path / "resumed", [*RUN, *ema, f"ckpt_path={ckpt}"]))
+    full = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
+    # The state dict holds the averaged weights; the callback state the current ones.
+    torch.testing.assert_close(resumed["state_dict"], full["state_dict"], rtol=0, atol=1e-6)
+    (ema_full,) = (v for k, v in full["callbacks"].items() if "EMAWeightAveraging" in k)
+    (ema_resumed,) = (v for k, v in resumed["callbacks"].items() if "EMAWeightAveraging" in k)
+    torch.testing.assert_close(ema_resumed, ema_full, rtol=0, atol=1e-6)
