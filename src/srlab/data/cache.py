@@ -2,8 +2,8 @@
 
 Decoding a 2K PNG takes ~150 ms on one core, and a random 48 px patch needs a few rows of it;
 decoding per sample makes the loader, not the network, the bottleneck. Here every image is
-decoded once into a uint8 array file and opened with ``np.load(mmap_mode="r")``, so a crop
-reads only the pages it covers (and the OS page cache shares them between loader workers).
+decoded once into a uint8 ``.npy`` file and memory-mapped, so a crop reads only the pages it
+covers (and the OS page cache shares them between loader workers).
 
 Entries are named by a hash of the source file's path, size and modification time (and what
 was made from it), so a changed file gets a new entry. Every entry is written to a temporary
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import torch
 from filelock import FileLock, Timeout
 from rich.console import Console
 from rich.progress import track
@@ -54,7 +55,8 @@ def source_key(path: Path, *extra: object) -> str:
 class DecodedCache:
     """uint8 arrays made from image files, kept as ``.npy`` files in ``folder``.
 
-    :meth:`get` returns an entry memory-mapped (read-only), making it first if it is missing;
+    :meth:`get` returns an entry memory-mapped (a read-only view), making it first if it is
+    missing;
     :meth:`build` makes many in parallel. A folder that cannot be written only costs the
     decoding: arrays are then returned from memory, with one warning.
 
@@ -89,10 +91,10 @@ class DecodedCache:
         (and it is stored) when the entry is missing or unreadable."""
         path = self.entry(source, variant)
         try:
-            return np.load(path, mmap_mode="r")
+            return open_entry(path)
         except FileNotFoundError:
             pass
-        except (OSError, ValueError, EOFError) as error:
+        except (OSError, ValueError, RuntimeError) as error:
             # Only a crash of the machine mid-write or a foreign file can get here.
             log.warning("decoded cache entry %s is unreadable (%s): making it again", path, error)
         array = produce()
@@ -100,7 +102,7 @@ class DecodedCache:
             return array
         with self._count_lock:
             self.made += 1
-        return np.load(path, mmap_mode="r")
+        return open_entry(path)
 
     def build(
         self, items: Sequence[T], fill: Callable[[T], object], workers: int, what: str = "images"
@@ -186,6 +188,33 @@ class DecodedCache:
 
     def __repr__(self) -> str:
         return f"DecodedCache({str(self.folder)!r})"
+
+
+def open_entry(path: Path) -> np.ndarray:
+    """The uint8 array of the ``.npy`` file ``path``, memory-mapped, as a read-only view.
+
+    Mapped by torch, which closes the file once mapped: ``np.load(mmap_mode="r")`` keeps a
+    descriptor open per map, and a loader worker that keeps DIV2K's 1600 HR and LR maps open
+    would pass the usual limit of 1024 open files.
+
+    Raises:
+        ValueError: not a C-ordered uint8 ``.npy`` file; RuntimeError: shorter than its header
+            says (written by something else than :class:`DecodedCache`).
+    """
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(file)
+        else:
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(file)
+        offset = file.tell()
+    if dtype != np.uint8 or fortran_order:
+        raise ValueError(f"{path} holds {dtype} (Fortran order: {fortran_order}), not uint8")
+    size = offset + int(np.prod(shape))
+    data = torch.from_file(str(path), shared=False, size=size, dtype=torch.uint8)
+    array = data.numpy()[offset:].reshape(shape)
+    array.flags.writeable = False
+    return array
 
 
 def _alive(pid: int) -> bool:
