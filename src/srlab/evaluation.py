@@ -26,8 +26,8 @@ from srlab.data import get_image_set, list_pairs, load_pair, read_image
 from srlab.data.datasets import to_tensor
 from srlab.data.io import is_image_file
 from srlab.errors import ConfigError, DataError
-from srlab.imaging import rgb_to_gray, self_ensemble, tiled_forward
-from srlab.metrics import psnr_y, quantize, ssim_y
+from srlab.imaging import imresize, rgb_to_gray, self_ensemble, tiled_forward
+from srlab.metrics import psnr_y, quantize, ssim_y, to_y255
 from srlab.metrics.published import published
 from srlab.models import load_pretrained
 from srlab.models.channels import super_resolve
@@ -67,6 +67,49 @@ class Protocol:
             float(psnr_y(sr, hr, shave, **options)[0]),
             float(ssim_y(sr, hr, shave, **options)[0]),
         )
+
+
+# Where the network's LR input comes from (eval.lr_from): "rgb", the set's 8-bit RGB LR (files
+# or MATLAB bicubic of the RGB HR); "y", the Y channel of HR downscaled in floating point.
+LR_FROM = ("rgb", "y")
+
+
+def y_channel_pair(hr: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """HR and LR of one image as the SRCNN and VDSR test code make them (``eval.lr_from=y``).
+
+    HR becomes its Y channel as MATLAB's ``rgb2ycbcr`` gives it for a uint8 image (rounded to
+    8 bits; a grayscale image is its own Y), and LR is ``imresize(Y, 1/scale)`` kept in floating
+    point, not saved to 8 bits. The published bicubic, SRCNN and VDSR tables were computed on
+    this pair: it reproduces their bicubic Set5 rows to every printed digit, where the RGB LR
+    files land 0.01-0.02 dB higher (``tests/test_published_weights.py``).
+
+    Args:
+        hr: the 8-bit HR image ``[1, C, H, W]`` in [0, 1], mod-cropped to ``scale``; C 1 or 3.
+        scale: the SR scale.
+
+    Returns:
+        ``(y_hr, y_lr)``: ``[1, 1, H, W]`` and ``[1, 1, H / scale, W / scale]``, dtype of ``hr``.
+    """
+    y_hr = to_y255(hr, round_y=True).to(hr.dtype) / 255
+    return y_hr, imresize(y_hr, scale=1 / scale)
+
+
+def check_lr_from(options: DictConfig) -> str:
+    """``eval.lr_from``, checked against the options it cannot be combined with."""
+    lr_from = options.get("lr_from", "rgb")
+    if lr_from not in LR_FROM:
+        raise ConfigError(f"eval.lr_from={lr_from!r}: use one of {LR_FROM}")
+    if lr_from == "y" and options.channel != "y":
+        raise ConfigError(
+            f"eval.lr_from=y super-resolves and scores the Y channel alone, so "
+            f"eval.channel={options.channel!r} cannot be scored: use eval.lr_from=rgb for it"
+        )
+    if lr_from == "y" and options.lr == "files":
+        raise ConfigError(
+            "eval.lr_from=y makes LR from the HR's Y channel and never reads LR files, but "
+            "eval.lr=files asks for them: drop one of the two"
+        )
+    return lr_from
 
 
 def summarize(images: dict[str, dict[str, float]]) -> dict[str, Any]:
@@ -118,11 +161,14 @@ def evaluate_set(
     protocol: Protocol,
     device: torch.device,
     save_dir: Path | None = None,
+    lr_from: str = "rgb",
 ) -> dict[str, Any]:
-    """Super-resolve and score every image pair of one set."""
+    """Super-resolve and score every image pair of one set (``lr_from``: see ``LR_FROM``)."""
     images = {}
     for pair in pairs:
         hr, lr = (to_tensor(a)[None].to(device) for a in load_pair(pair, scale, channels=None))
+        if lr_from == "y":
+            hr, lr = y_channel_pair(hr, scale)
         with torch.inference_mode():
             sr = predict(lr).clamp(0, 1)
         psnr, ssim = protocol.score(sr, hr, scale)
@@ -293,10 +339,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         hr_dir = Path(cfg.hr_dir)
         entry = score_folder(Path(cfg.sr_dir), hr_dir, scale, protocol)
         model_name, datasets = cfg.get("method") or "folder", {hr_dir.name: entry}
+        lr_source = {}
     else:
+        lr_from = check_lr_from(options)
         model_name = _model_name(cfg)
-        datasets = evaluate_model(cfg, scale, protocol, output_dir)
-    results = {"scale": scale, "model": model_name, "protocol": protocol.name}
+        datasets = evaluate_model(cfg, scale, protocol, output_dir, lr_from)
+        lr_source = {"lr_from": lr_from}
+    results = {"scale": scale, "model": model_name, "protocol": protocol.name, **lr_source}
     results["datasets"] = datasets
     add_published(results)
     write_results(results, output_dir)
@@ -306,9 +355,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def evaluate_model(
-    cfg: DictConfig, scale: int, protocol: Protocol, output_dir: Path
+    cfg: DictConfig, scale: int, protocol: Protocol, output_dir: Path, lr_from: str = "rgb"
 ) -> dict[str, Any]:
-    """Evaluate the model of ``cfg`` on every set of ``cfg.eval.sets``."""
+    """Evaluate the model of ``cfg`` on every set of ``cfg.eval.sets``, LR from ``lr_from``."""
     options = cfg.eval
     device = _device(options.device)
     net = build_net(cfg).to(device)
@@ -326,7 +375,9 @@ def evaluate_model(
     datasets = {}
     for name, set_pairs in pairs.items():
         save_dir = output_dir / "images" / name if options.save_images else None
-        datasets[name] = evaluate_set(predict, set_pairs, scale, protocol, device, save_dir)
+        datasets[name] = evaluate_set(
+            predict, set_pairs, scale, protocol, device, save_dir, lr_from
+        )
     return datasets
 
 

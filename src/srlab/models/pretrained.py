@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -292,6 +293,130 @@ register_layout(
 )
 
 
+# The authors' MATLAB releases of SRCNN and VDSR. Their .mat files are read into flat dicts of
+# tensors by _read_mat (below), named after the MATLAB variables; these layouts map those
+# onto srlab's parameters in network order. Both release codes filter by correlation
+# (SRCNN's imfilter, MatConvNet's vl_nnconv), as nn.Conv2d does, so no kernel is flipped.
+_SRCNN_MATLAB_KEYS = frozenset(
+    f"{kind}_conv{i}" for kind in ("weights", "biases") for i in (1, 2, 3)
+)
+
+
+def _matlab_filters(taps: torch.Tensor, where: str) -> torch.Tensor:
+    """``[..., f*f]`` column-major filter taps -> ``[..., f, f]`` (rows, columns).
+
+    MATLAB's ``reshape(v, f, f)`` puts ``v[k]`` at row ``k % f``, column ``k // f``: a C-order
+    reshape, transposed.
+    """
+    size = int(round(taps.shape[-1] ** 0.5))
+    if size * size != taps.shape[-1]:
+        raise PretrainedError(
+            f"SRCNN .mat: {where} has {taps.shape[-1]} taps per filter, not a square number"
+        )
+    return taps.reshape(*taps.shape[:-1], size, size).transpose(-1, -2)
+
+
+def _convert_srcnn_matlab(state: Mapping[str, torch.Tensor]) -> StateDict:
+    """The SRCNN authors' test-code weights (``model/9-5-5(ImageNet)/x3.mat`` of SRCNN_v1).
+
+    ``SRCNN.m`` reads ``weights_conv1`` as ``[f1*f1, n1]`` (filter ``i`` is
+    ``reshape(weights_conv1(:, i), f1, f1)``), ``weights_conv2`` as ``[n1, f2*f2, n2]`` (the
+    filter from input ``j`` to output ``i`` is ``reshape(weights_conv2(j, :, i), f2, f2)``),
+    ``weights_conv3`` as ``[n2, f3*f3]``, and ``biases_conv{1,2,3}`` as columns; every layer is
+    ``imfilter(x, h, 'same', 'replicate')``, i.e. srlab's SRCNN with ``padding_mode:
+    replicate``. Only the single-channel (Y) models exist in that release.
+    """
+    w1, w2, w3 = (state[f"weights_conv{i}"] for i in (1, 2, 3))
+    if w1.dim() != 2 or w2.dim() != 3 or w3.dim() != 2:
+        raise PretrainedError(
+            "SRCNN .mat: expected weights_conv1 [f1*f1, n1], weights_conv2 [n1, f2*f2, n2] and "
+            f"weights_conv3 [n2, f3*f3] (the Y-channel models of SRCNN_v1); found "
+            f"{list(w1.shape)}, {list(w2.shape)}, {list(w3.shape)}"
+        )
+    out = {
+        "conv1.weight": _matlab_filters(w1.T, "weights_conv1").unsqueeze(1),
+        "conv2.weight": _matlab_filters(w2.permute(2, 0, 1), "weights_conv2"),
+        "conv3.weight": _matlab_filters(w3, "weights_conv3").unsqueeze(0),
+    }
+    out.update({f"conv{i}.bias": state[f"biases_conv{i}"].reshape(-1) for i in (1, 2, 3)})
+    # Anything else in the file surfaces as "unexpected" rather than being dropped silently.
+    out.update({k: v for k, v in state.items() if k not in _SRCNN_MATLAB_KEYS})
+    return out
+
+
+def _check_srcnn_replicate(net: nn.Module) -> str | None:
+    # The authors' weights were trained and tested with replicate-padded filtering; zero padding
+    # changes every output pixel within 8 of the border and costs PSNR.
+    modes = {m.padding_mode for m in net.modules() if isinstance(m, nn.Conv2d)}
+    if modes != {"replicate"}:
+        return (
+            f"the SRCNN authors' weights filter with replicate padding (imfilter 'replicate') "
+            f"but this network pads with {sorted(modes)}; set model.net.padding_mode=replicate"
+        )
+    return None
+
+
+_MATCONVNET_CELL = re.compile(r"(?P<prefix>(?:.+\.)?)(?P<kind>weight|bias)\.(?P<index>\d+)")
+
+
+def _matconvnet_cells(keys: Collection[str]) -> dict[str, dict[int, str]]:
+    """``{"weight": {i: key}, "bias": {i: key}}`` for the ``<prefix>weight.<i>`` cell entries."""
+    cells: dict[str, dict[int, str]] = {"weight": {}, "bias": {}}
+    for key in keys:
+        if match := _MATCONVNET_CELL.fullmatch(key):
+            cells[match["kind"]][int(match["index"])] = key
+    return cells
+
+
+def _is_vdsr_matconvnet(keys: Collection[str]) -> bool:
+    cells = _matconvnet_cells(keys)
+    return bool(cells["weight"]) and cells["weight"].keys() == cells["bias"].keys()
+
+
+def _convert_vdsr_matconvnet(state: Mapping[str, torch.Tensor]) -> StateDict:
+    """VDSR's MatConvNet weights (``VDSR_Official.mat``: cells ``model.weight{i}``,
+    ``model.bias{i}``), layer ``i`` onto ``body.{2i}`` (the convs of srlab's VDSR body).
+
+    MatConvNet filters are ``[kh, kw, in, out]`` (MATLAB drops the trailing 1 of the last
+    layer's ``[3, 3, 64, 1]``); the test code runs ``vl_nnconv(x, w, b, 'Pad', 1)`` (zero
+    padding) with ReLUs between layers and adds the bicubic input at the end, as srlab's VDSR.
+    """
+    cells = _matconvnet_cells(state.keys())
+    out: StateDict = {}
+    for position, index in enumerate(sorted(cells["weight"])):
+        weight = state[cells["weight"][index]]
+        if weight.dim() > 4:
+            raise PretrainedError(
+                f"VDSR .mat: {cells['weight'][index]} is {list(weight.shape)}, not a "
+                "[kh, kw, in, out] MatConvNet filter bank"
+            )
+        weight = weight.reshape(*weight.shape, *[1] * (4 - weight.dim()))
+        out[f"body.{2 * position}.weight"] = weight.permute(3, 2, 0, 1)
+        out[f"body.{2 * position}.bias"] = state[cells["bias"][index]].reshape(-1)
+    used = {*cells["weight"].values(), *cells["bias"].values()}
+    out.update({k: v for k, v in state.items() if k not in used})
+    return out
+
+
+register_layout(
+    KeyLayout(
+        name="srcnn_matlab",
+        description="the SRCNN authors' MATLAB test code (weights_conv1..3, biases_conv1..3 .mat)",
+        detect=lambda keys: set(keys) >= _SRCNN_MATLAB_KEYS,
+        convert=_convert_srcnn_matlab,
+        check=_check_srcnn_replicate,
+    )
+)
+register_layout(
+    KeyLayout(
+        name="vdsr_matconvnet",
+        description="VDSR's MatConvNet release (model.weight{i}, model.bias{i} cells in a .mat)",
+        detect=_is_vdsr_matconvnet,
+        convert=_convert_vdsr_matconvnet,
+    )
+)
+
+
 def convert_state_dict(
     state: Mapping[str, torch.Tensor], layout: str | None = None
 ) -> tuple[StateDict, KeyLayout]:
@@ -469,13 +594,61 @@ def _submodule(state: Mapping[str, torch.Tensor], prefix: str) -> StateDict:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def _flatten_mat(name: str, value: object, out: StateDict) -> None:
+    """Add the numeric arrays inside one MATLAB value to ``out``, named by their path."""
+    from scipy.io.matlab import mat_struct
+
+    if isinstance(value, mat_struct):
+        for field in value._fieldnames:
+            _flatten_mat(f"{name}.{field}", getattr(value, field), out)
+    elif isinstance(value, np.ndarray) and value.dtype == object:
+        items = value.ravel(order="F")  # MATLAB's linear indexing is column-major
+        if items.size == 1 and isinstance(items[0], mat_struct):
+            _flatten_mat(name, items[0], out)  # a plain struct, not an array of them
+        else:  # a cell array (or struct array): entry k becomes "<name>.<k>", 0-based
+            for index, item in enumerate(items):
+                _flatten_mat(f"{name}.{index}", item, out)
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "fiu":
+        out[name] = torch.from_numpy(np.array(value, dtype=np.float32))
+
+
+def _read_mat(path: Path) -> StateDict:
+    """The numeric arrays of a MATLAB ``.mat`` file (v4-v7; data only, no code is run).
+
+    Variables keep their names; struct fields and cell entries are joined with dots, cells
+    indexed from 0 in MATLAB's column-major order (``model.weight{3}`` -> ``model.weight.2``).
+    Shapes are MATLAB's, trailing singleton dimensions included only where MATLAB kept them.
+    """
+    from scipy.io import loadmat
+
+    try:
+        # squeeze_me=False keeps [64, 1, 32] 3-D: the layouts read filter shapes from it.
+        variables = loadmat(path, squeeze_me=False, struct_as_record=False)
+    except NotImplementedError as exc:  # scipy's answer to an HDF5-based v7.3 file
+        raise PretrainedError(
+            f"cannot read {path}: it is a MATLAB v7.3 (HDF5) file, which scipy does not read; "
+            "load it in MATLAB and save it again with save(<file>, <variables>, '-v7')"
+        ) from exc
+    except Exception as exc:
+        raise PretrainedError(f"cannot read {path} as a MATLAB .mat file: {exc}") from exc
+    out: StateDict = {}
+    for name, value in variables.items():
+        if not name.startswith("__"):  # __header__, __version__, __globals__
+            _flatten_mat(name, value, out)
+    if not out:
+        raise PretrainedError(f"{path} holds no numeric MATLAB arrays")
+    return out
+
+
 def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
     """Read the network's state dict from a checkpoint file, with ``weights_only=True``.
 
     Understands: a plain state dict (``.pth``); BasicSR releases (``params_ema`` preferred to
     ``params``); dicts with ``state_dict`` / ``model`` / ``net``; EMA copies under
     ``ema_state_dict`` / ``state_dict_ema`` (preferred); and Lightning ``.ckpt`` files, whose
-    ``state_dict`` holds the whole task, from which the network (``net.*``) is taken.
+    ``state_dict`` holds the whole task, from which the network (``net.*``) is taken. A
+    ``.mat`` file (the SRCNN and VDSR authors' MATLAB releases) is read with scipy's
+    ``loadmat`` into its named arrays (:func:`_read_mat`), which a layout then maps.
 
     A Lightning checkpoint written with ``WeightAveraging``/``EMAWeightAveraging`` (lightning
     2.6, ``on_save_checkpoint``) already stores the *averaged* weights in ``state_dict`` and
@@ -495,6 +668,8 @@ def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
             state dict.
     """
     path = Path(path)
+    if path.suffix.lower() == ".mat":
+        return _read_mat(path), "MATLAB variables"
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, zip errors, EOF: all mean "not loadable"
@@ -566,8 +741,9 @@ def load_pretrained(
     Supported layouts (see :func:`registered_layouts`): ``srlab`` (also BasicSR's EDSR and
     RRDBNet, whose names srlab uses), ``edsr_pytorch`` (the EDSR authors' code; their networks
     run on ``[0, 255]`` inputs, so the srlab EDSR needs ``img_range: 255``, and a warning says
-    so otherwise), ``esrgan`` (xinntao/ESRGAN's RRDBNet) and ``esrgan_old_arch`` (its first
-    release).
+    so otherwise), ``esrgan`` (xinntao/ESRGAN's RRDBNet), ``esrgan_old_arch`` (its first
+    release), ``srcnn_matlab`` (the SRCNN authors' ``.mat`` weights, for SRCNN with
+    ``padding_mode: replicate``) and ``vdsr_matconvnet`` (VDSR's MatConvNet ``.mat``).
 
     Args:
         net: The network to fill.
