@@ -105,7 +105,8 @@ def list_pairs(
 
 def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     """LR of a mod-cropped uint8 HR image [H, W, C] by MATLAB bicubic, as uint8 [H/s, W/s, C]."""
-    chw = torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1)))
+    # A copy: ``hr`` may be a read-only view of the decoded cache.
+    chw = torch.from_numpy(hr.transpose(2, 0, 1).copy())
     return imresize(chw, scale=1.0 / scale).numpy().transpose(1, 2, 0)
 
 
