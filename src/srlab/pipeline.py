@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
@@ -26,7 +25,14 @@ from srlab.data import SRDataModule
 from srlab.errors import ConfigError, SRLabError
 from srlab.models import summary
 from srlab.summary import print_summary
-from srlab.tracking import RunIdCallback, finish_wandb, run_id_from_checkpoint
+from srlab.tracking import (
+    RunIdCallback,
+    finish_wandb,
+    run_group,
+    run_id_from_checkpoint,
+    run_info,
+    run_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +94,8 @@ def train(cfg: DictConfig) -> float | None:
             "params": net_summary.params,
             "macs_per_lr_pixel": net_summary.macs_per_lr_pixel,
         }
+        # The job's overrides and the code's git commit: what it takes to re-run this run.
+        resolved["run_info"] = run_info()
         for logger in loggers:
             logger.log_hyperparams(resolved)
         forward_sigusr1_as_sigterm()
@@ -125,14 +133,19 @@ def _test_best(
 
 
 def instantiate_loggers(cfg: DictConfig, run_id: str) -> list[Logger]:
-    """The loggers of ``cfg.logger``; the W&B one gets ``run_id`` and a descriptive name."""
+    """The loggers of ``cfg.logger``; the W&B one gets ``run_id``, and a name and group unless
+    the config sets them (see :func:`srlab.tracking.run_name`, :func:`srlab.tracking.run_group`)."""
     loggers = []
     for name, node in (cfg.get("logger") or {}).items():
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(f"logger.{name} must be a config node with a _target_")
         overrides: dict[str, Any] = {}
         if node._target_.endswith("wandb_logger"):
-            overrides = {"id": run_id, "name": node.get("name") or default_run_name(cfg)}
+            overrides = {
+                "id": run_id,
+                "name": node.get("name") or run_name(cfg),
+                "group": node.get("group") or run_group(cfg),
+            }
         loggers.append(instantiate(node, **overrides))
     return loggers
 
@@ -154,17 +167,6 @@ def instantiate_callbacks(cfg: DictConfig, with_loggers: bool = True) -> list[Ca
             continue
         callbacks.append(callback)
     return callbacks
-
-
-def default_run_name(cfg: DictConfig) -> str:
-    """``<model>-x<scale>-<data>`` plus the command-line overrides, for the W&B run name."""
-    choices, overrides = {}, []
-    if HydraConfig.initialized():
-        hydra_cfg = HydraConfig.get()
-        choices = hydra_cfg.runtime.choices
-        overrides = [o for o in hydra_cfg.overrides.task if not o.startswith(("model=", "data="))]
-    name = f"{choices.get('model', 'model')}-x{cfg.scale}-{choices.get('data', 'data')}"
-    return " ".join([name, *overrides])
 
 
 def _new_run_id() -> str:
@@ -214,4 +216,4 @@ def _best_score(trainer: L.Trainer) -> float | None:
     return None if value is None else float(value)
 
 
-__all__ = ["default_run_name", "instantiate_callbacks", "instantiate_loggers", "train"]
+__all__ = ["instantiate_callbacks", "instantiate_loggers", "train"]

@@ -1,7 +1,10 @@
-"""Experiment tracking: W&B set-up with an offline fallback, resume ids, image logging."""
+"""Experiment tracking: W&B set-up with an offline fallback, resume ids, image logging, run
+identity (group, name, overrides, git state) and the run's local records."""
 
 from srlab.tracking.callbacks import RunIdCallback
 from srlab.tracking.images import log_images
+from srlab.tracking.run_info import git_state, job_overrides, run_group, run_info, run_name
+from srlab.tracking.run_records import RunRecords
 from srlab.tracking.wandb import (
     finish_wandb,
     has_api_key,
@@ -13,11 +16,17 @@ from srlab.tracking.wandb import (
 
 __all__ = [
     "RunIdCallback",
+    "RunRecords",
     "finish_wandb",
+    "git_state",
     "has_api_key",
+    "job_overrides",
     "log_images",
     "offline_run_dir",
     "resolve_mode",
+    "run_group",
     "run_id_from_checkpoint",
+    "run_info",
+    "run_name",
     "wandb_logger",
 ]
