@@ -173,7 +173,7 @@ def rich_table(comparison: Comparison) -> Table:
     caption = f"sorted by the best {comparison.sort}"
     if comparison.common_overrides:
         caption += f"; every run has: {' '.join(comparison.common_overrides)}"
-    table = Table(title="runs", caption=caption)
+    table = Table(title="runs", caption=Text(caption))  # Text: "tags=[a]" is not markup
     for index, name in enumerate(header):
         if index < 2:  # run and overrides: long text, folded so that the numbers fit
             table.add_column(name, overflow="fold", min_width=8)
