@@ -56,9 +56,8 @@ class DecodedCache:
     """uint8 arrays made from image files, kept as ``.npy`` files in ``folder``.
 
     :meth:`get` returns an entry memory-mapped (a read-only view), making it first if it is
-    missing;
-    :meth:`build` makes many in parallel. A folder that cannot be written only costs the
-    decoding: arrays are then returned from memory, with one warning.
+    missing; :meth:`build` makes many in parallel. A folder that cannot be written only costs
+    the decoding: arrays are then returned from memory, with one warning.
 
     Args:
         folder: where the entries live (``<data.cache_dir>/decoded``); shared by runs and by
