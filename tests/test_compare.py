@@ -7,16 +7,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
+import torch
 from helpers import REPO_ROOT, compose_config
 from test_tracking import assert_git_state
+from torch.utils.data import DataLoader, TensorDataset
 
 from srlab.compare import compare, main
 from srlab.errors import SRLabError
 from srlab.pipeline import train
 from srlab.records import read_run, summarize
+from srlab.tracking import RunRecords
 
-FAST = ["debug=fast", "trainer.accelerator=cpu"]
+# One whole image per validation and test: validation dominates the time of these runs.
+FAST = [
+    "debug=fast",
+    "trainer.accelerator=cpu",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+]
 # Two jobs that differ in learning rate and logger: records exist whatever the logger.
 JOBS = [
     [*FAST, "model.optimizer.lr=1e-3", "logger=none"],
@@ -58,6 +68,62 @@ def test_run_records(sweep: Path) -> None:
     assert "test" not in read_run(sweep / "1").summary
 
 
+class _TinyTask(L.LightningModule):
+    """A two-parameter task whose validation logs ``val/A/psnr`` = 20 + step."""
+
+    def __init__(self, fail_at_step: int | None = None) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(1, 1)
+        self.fail_at_step = fail_at_step
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == self.fail_at_step:
+            raise RuntimeError("boom")
+        return self.net(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx) -> None:
+        self.log("val/A/psnr", 20.0 + self.global_step)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.ones(8, 1)), batch_size=2)
+
+    def val_dataloader(self):
+        return DataLoader(TensorDataset(torch.ones(2, 1)), batch_size=2)
+
+
+def test_records_of_a_failed_run_and_of_its_rerun_in_the_same_dir(tmp_path: Path) -> None:
+    def fit(task: L.LightningModule) -> None:
+        trainer = L.Trainer(
+            max_steps=4,
+            val_check_interval=2,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[RunRecords(tmp_path)],
+        )
+        trainer.fit(task)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(_TinyTask(fail_at_step=3))
+    failed = read_run(tmp_path)
+    assert failed.summary["status"] == "failed"
+    assert failed.summary["error"] == "RuntimeError: boom"
+    assert failed.summary["params"] == 2 and failed.summary["steps"] == 3
+    assert [row["step"] for row in failed.history] == [2]
+
+    fit(_TinyTask())  # a re-run in the same dir (without resuming: it starts at step 0)
+    rerun = read_run(tmp_path)
+    assert rerun.summary["status"] == "finished" and "error" not in rerun.summary
+    assert [row["step"] for row in rerun.history] == [2, 2, 4]  # appended
+    assert rerun.summary["wall_time_s"] >= failed.summary["wall_time_s"]  # added up
+    assert rerun.metrics["val/A/psnr"] == {"best": 24.0, "best_step": 4, "final": 24.0}
+
+
 def test_summarize_best_is_max_for_psnr_ssim_and_min_otherwise() -> None:
     history = [
         {"step": 1, "val/A/psnr": 30.0, "val/loss": 0.5},
@@ -87,7 +153,9 @@ def test_compare_sweep_prints_sorted_table_and_writes_md_csv_and_plot(
     }
     assert all(row["steps"] == "4" and row["params"] == "121987" for row in rows)
     markdown = (tmp_path / "comparison.md").read_text()
-    assert "Every run has: `debug=fast trainer.accelerator=cpu`" in markdown
+    assert (
+        "Every run has: `debug=fast trainer.accelerator=cpu trainer.limit_val_batches=1" in markdown
+    )
     first_in_md = markdown.index(rows[0]["overrides"]) < markdown.index(rows[1]["overrides"])
     assert first_in_md, "markdown rows are not in the sorted order"
     png = (tmp_path / "val_curves.png").read_bytes()
@@ -101,7 +169,9 @@ def test_compare_errors_say_which_dir_and_what_was_expected(sweep: Path, tmp_pat
         compare([empty])
     with pytest.raises(SRLabError, match=rf"{tmp_path / 'missing'}: no such folder"):
         compare([tmp_path / "missing"])
-    with pytest.raises(SRLabError, match=r"--sort val/Set5/psnr: .* logged metrics: val/Sample"):
+    with pytest.raises(
+        SRLabError, match=r"--sort val/Set5/psnr: no compared run logged it; logged: val/Sample"
+    ):
         compare([sweep], sort="val/Set5/psnr")
 
 

@@ -105,7 +105,8 @@ def test_offline_wandb_run_of_a_multirun_job(tmp_path: Path, monkeypatch) -> Non
         "model.optimizer.lr=2e-3",
         "tags=[sweep-test,lr]",
         "logger.wandb.log_model=true",
-        "trainer.max_steps=2",  # one validation is enough here
+        "trainer.max_steps=2",  # one validation of one image is enough here
+        "trainer.limit_val_batches=1",
     ]
     sweep, job, cfg = _multirun_job(tmp_path, overrides)
     train(cfg)

@@ -138,7 +138,7 @@ def compare(paths: Sequence[str | Path], sort: str = DEFAULT_SORT) -> Comparison
 
     Raises:
         SRLabError: no run records under a path, an unreadable ``run.json``, or a ``sort``
-            metric that no run logged.
+            metric that no run logged (while others were).
     """
     run_dirs = find_run_dirs(paths)
     runs = []
@@ -148,11 +148,9 @@ def compare(paths: Sequence[str | Path], sort: str = DEFAULT_SORT) -> Comparison
         except ValueError as error:
             raise SRLabError(str(error)) from None
     logged = list(dict.fromkeys(k for run in runs for k in run.metrics))
-    if sort not in logged:
-        raise SRLabError(
-            f"--sort {sort}: no compared run logged it; logged metrics: "
-            f"{', '.join(logged) or 'none (no run has validated yet)'}"
-        )
+    # Before any run has validated there is nothing to sort by, and nothing wrong with --sort.
+    if logged and sort not in logged:
+        raise SRLabError(f"--sort {sort}: no compared run logged it; logged: {', '.join(logged)}")
     runs.sort(key=lambda run: _sort_key(run, sort))
     overrides = [list(run.summary.get("overrides") or []) for run in runs]
     # What every run has says nothing about their differences (a single run keeps its own).
