@@ -24,7 +24,14 @@ from rich.table import Table
 from rich.text import Text
 
 from srlab.errors import SRLabError
-from srlab.records import HISTORY_FILE, SUMMARY_FILE, RunRecord, higher_is_better, read_run
+from srlab.records import (
+    HISTORY_FILE,
+    SUMMARY_FILE,
+    RunRecord,
+    higher_is_better,
+    is_run_dir,
+    read_run,
+)
 
 DEFAULT_SORT = "val/psnr"  # the checkpoint monitor: the first evaluation set's PSNR
 TABLE_FILE, CSV_FILE, PLOT_FILE = "comparison.md", "comparison.csv", "val_curves.png"
@@ -97,9 +104,7 @@ class Comparison:
                 line.append("" if best is None else f"{_metric(key, best)} / {_metric(key, final)}")
             line += [
                 _number(row["steps"]),
-                ""
-                if row["wall_time_s"] is None
-                else str(timedelta(seconds=round(row["wall_time_s"]))),
+                _duration(row["wall_time_s"]),
                 _number(row["params"]),
             ]
             line += [row["status"] or "unknown"] if with_status else []
@@ -118,7 +123,7 @@ def find_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
     for path in map(Path, paths):
         if not path.is_dir():
             raise SRLabError(f"{path}: no such folder: give run dirs or sweep dirs")
-        if (path / SUMMARY_FILE).is_file():
+        if is_run_dir(path):
             runs = [path]
         else:
             runs = sorted((p.parent for p in path.rglob(SUMMARY_FILE)), key=_natural_key)
@@ -315,3 +320,7 @@ def _metric(key: str, value: float) -> str:
 
 def _number(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
+
+
+def _duration(seconds: float | None) -> str:
+    return "" if seconds is None else str(timedelta(seconds=round(seconds)))
