@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from srlab.errors import SRLabError
-from srlab.models import EDSR, BicubicResidual
+from srlab.models import EDSR, SRCNN, BicubicResidual
 from srlab.models import pretrained as pretrained_module
 from srlab.models.pretrained import (
     KeyLayout,
@@ -26,6 +26,7 @@ from srlab.models.pretrained import (
     load_pretrained,
     register_layout,
     rename_by_rules,
+    trained_scale,
 )
 from srlab.models.rrdbnet import RRDBNet
 
@@ -464,3 +465,31 @@ def test_unreachable_url_says_how_to_download_by_hand(
     assert expected.is_relative_to(tmp_path / "env_cache") and str(expected) in message
     assert "pass a local path" in message
     assert list((tmp_path / "env_cache").iterdir()) == []
+
+
+def _srlab_checkpoint(net: torch.nn.Module, scale: int, path: Path) -> Path:
+    """A checkpoint as srlab's training writes it: the task's state dict and the data's scale."""
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    checkpoint = {
+        "global_step": 10,
+        "pytorch-lightning_version": "2.6.6",
+        "state_dict": state,
+        "datamodule_hyper_parameters": {"scale": scale},
+    }
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_weights_of_another_scale_are_an_error_that_says_so(tmp_path: Path) -> None:
+    # SRCNN's weights have the same shapes at every scale: only the recorded scale tells.
+    path = _srlab_checkpoint(SRCNN(upscale=3), 3, tmp_path / "srcnn_x3.ckpt")
+    assert trained_scale(path) == 3
+    with pytest.raises(PretrainedError, match=r"trained at x3 .* network is x2: set scale=3"):
+        load_pretrained(SRCNN(upscale=2), path)
+    load_pretrained(SRCNN(upscale=3), path)
+
+    path = _srlab_checkpoint(EDSR(num_feat=8, num_block=1, upscale=2), 2, tmp_path / "x2.ckpt")
+    with pytest.raises(PretrainedError, match=r"trained at x2 .* network is x4"):
+        load_pretrained(EDSR(num_feat=8, num_block=1, upscale=4), path)
+    # Starting x4 from x2 on purpose (EDSR's recipe) names the parameters it leaves out.
+    load_pretrained(EDSR(num_feat=8, num_block=1, upscale=4), path, ignore=["upsample.*"])

@@ -41,6 +41,7 @@ __all__ = [
     "download_weights",
     "load_pretrained",
     "read_state_dict",
+    "trained_scale",
     "register_layout",
     "registered_layouts",
     "rename_by_rules",
@@ -722,6 +723,41 @@ def _shape(t: torch.Tensor) -> str:
     return str(list(t.shape))
 
 
+def trained_scale(path: str | Path) -> int | None:
+    """The scale an srlab (Lightning) checkpoint was trained at; None for other files.
+
+    >>> trained_scale("weights.pth") is None
+    True
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".ckpt" or not path.is_file():
+        return None
+    try:  # mmap: only the small hyperparameter entries are read, not the tensors
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip checkpoint, or not loadable: read_state_dict says why
+        return None
+    scale = (obj.get("datamodule_hyper_parameters") or {}).get("scale")
+    return int(scale) if isinstance(scale, int) else None
+
+
+def _check_trained_scale(
+    net: nn.Module, path: Path, source: str | Path, ignore: Sequence[str]
+) -> None:
+    # x2 weights in an x4 network: the upsampler's shapes differ, but not every network has
+    # one (SRCNN and VDSR weights fit any scale), so the recorded scale is compared first.
+    trained, upscale = trained_scale(path), getattr(net, "upscale", None)
+    if trained is None or upscale is None or trained == upscale or ignore:
+        return
+    if getattr(net, "any_scale", False):
+        return
+    raise PretrainedError(
+        f"weights {source} were trained at x{trained} (the checkpoint's data.scale), but the "
+        f"network is x{upscale}: set scale={trained} to use them as they are, or start an "
+        f"x{upscale} model from them by leaving out the scale-specific parameters with "
+        "model.pretrained_ignore=[<glob>, ...] (as conf/experiment/edsr_x4_from_x2.yaml does)"
+    )
+
+
 def load_pretrained(
     net: nn.Module,
     source: str | Path,
@@ -759,9 +795,10 @@ def load_pretrained(
         layout: Force a registered layout instead of detecting it.
 
     Raises:
-        PretrainedError: If the weights cannot be fetched or read, or (strict) do not match the
-            network; the message lists missing, unexpected and wrong-shaped keys and the
-            detected layout.
+        PretrainedError: If the weights cannot be fetched or read, were trained at another
+            scale than the network's (srlab checkpoints record it; unless ``ignore`` leaves
+            parameters out), or (strict) do not match the network; the message lists
+            missing, unexpected and wrong-shaped keys and the detected layout.
 
     Example:
         >>> import tempfile
@@ -775,6 +812,7 @@ def load_pretrained(
         True
     """
     path = resolve_source(source, sha256=sha256, cache_dir=cache_dir)
+    _check_trained_scale(net, path, source, ignore)
     raw, where = read_state_dict(path)
     state, used = convert_state_dict(raw, layout)
     target = net.state_dict()
