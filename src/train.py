@@ -4,12 +4,16 @@ import hydra
 from omegaconf import DictConfig
 
 from srlab.cli import report_user_errors
+from srlab.launch import export_submitit_ranks
 from srlab.pipeline import train
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the best val/psnr for sweepers."""
+    """Hydra entry point; returns ``optimized_metric`` (default: the best val/psnr) for sweepers."""
+    # A submitit_local job runs one task per device: each must know its DDP rank before the
+    # Trainer exists (on SLURM, Lightning reads it from SLURM's variables).
+    export_submitit_ranks()
     with report_user_errors():
         return train(cfg)
 

@@ -23,7 +23,8 @@ from srlab.checkpoints import forward_sigusr1_as_sigterm, newest_checkpoint, res
 from srlab.config_check import check_targets
 from srlab.data import SRDataModule
 from srlab.errors import ConfigError, SRLabError
-from srlab.models import summary
+from srlab.launch import ranks_rerun_this_job
+from srlab.models import ModelSummary, summary
 from srlab.summary import print_summary
 from srlab.tracking import (
     RunIdCallback,
@@ -49,7 +50,7 @@ def train(cfg: DictConfig) -> float | None:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, print a summary.
 
     Returns:
-        The best ``val/psnr`` (the checkpoint monitor), for Hydra sweepers to optimize.
+        For Hydra sweepers to optimize: ``cfg.optimized_metric`` (see :func:`_objective`).
     """
     # Typos in model/data/trainer keys fail now, naming the key and the valid ones.
     for group in ("data", "model", "trainer"):
@@ -86,7 +87,20 @@ def train(cfg: DictConfig) -> float | None:
     callbacks = instantiate_callbacks(cfg, with_loggers=bool(loggers))
     callbacks.append(RunIdCallback(run_id))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    with ranks_rerun_this_job(trainer, cfg):
+        return _fit_and_test(cfg, trainer, model, datamodule, loggers, net_summary, ckpt_path)
 
+
+def _fit_and_test(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule: SRDataModule,
+    loggers: list[Logger],
+    net_summary: ModelSummary,
+    ckpt_path: str | None,
+) -> float | None:
+    """Log the config, fit, test the best checkpoint, print the summary; the objective."""
     failed = True
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -111,14 +125,14 @@ def train(cfg: DictConfig) -> float | None:
                 cfg.paths.output_dir,
             )
             raise SystemExit(128 + signal.SIGTERM) from None
-        best_psnr = _best_score(trainer)
+        objective = _objective(trainer, cfg.get("optimized_metric"))
         test_metrics = _test_best(trainer, model, datamodule) if cfg.get("test") else {}
         if trainer.is_global_zero:
             print_summary(trainer, test_metrics, datamodule.test_set_names)
         failed = False
     finally:
         finish_wandb(loggers, failed=failed)
-    return best_psnr
+    return objective
 
 
 def _test_best(
@@ -208,11 +222,25 @@ def _check_scale(cfg: DictConfig, model: L.LightningModule, datamodule: SRDataMo
         )
 
 
-def _best_score(trainer: L.Trainer) -> float | None:
+def _objective(trainer: L.Trainer, name: str | None) -> float | None:
+    """What ``train`` returns for sweepers: metric ``name`` (``optimized_metric``) after fit.
+
+    The checkpoint monitor (``val/psnr``, also when ``name`` is null) gives its best value, any
+    other metric its last one. Read before testing: choosing hyperparameters by the test sets
+    would overfit them.
+    """
     checkpoint = trainer.checkpoint_callback
-    if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_score is not None:
+    monitor = checkpoint.monitor if isinstance(checkpoint, ModelCheckpoint) else None
+    if name in (None, monitor) and monitor and checkpoint.best_model_score is not None:
         return float(checkpoint.best_model_score)
-    value = trainer.callback_metrics.get("val/psnr")
+    value = trainer.callback_metrics.get(name or "val/psnr")
+    if value is None and name is not None:
+        logged = ", ".join(sorted(trainer.callback_metrics)) or "none"
+        raise ConfigError(
+            f"optimized_metric={name} was not logged by the end of training (logged: {logged}): "
+            "set optimized_metric (conf/hparams_search/*.yaml or the command line) to one of "
+            "them, and make sure validation runs (trainer.val_check_interval)"
+        )
     return None if value is None else float(value)
 
 
