@@ -95,8 +95,11 @@ class TrainSampler(DistributedSampler):
         [0, 1, 2, 3, 4, 5]
         >>> [len({key.scale for key in sampler.keys(0)[i : i + 2]}) for i in (0, 2, 4)]
         [1, 1, 1]
+        >>> len(TrainSampler(6, 2, [2], seed=2**64 - 1).keys(0))
+        6
         """
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        # Any int seed (torch.initial_seed() may be a random 64-bit one) into the valid range.
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
         order = torch.randperm(self.length, generator=generator)[: self.total_size]
         seeds = torch.randint(2**62, (self.total_size,), generator=generator)
         mine = slice(self.rank, self.total_size, self.num_replicas)
