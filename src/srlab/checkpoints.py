@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -107,13 +109,40 @@ class FinalCheckpoint(Callback):
         trainer.save_checkpoint(self.dirpath / "last.ckpt")
 
 
+_HOST = socket.gethostname().replace(".", "-")
+
+
+def _remove_dead_partials(path: Path) -> None:
+    """Delete partial files of ``path`` left by killed processes of this host.
+
+    A process killed mid-save (SIGKILL, OOM) leaves its partial file, as large as the
+    checkpoint; the next save of the same name removes it. Partial files of live processes,
+    and of other hosts (a shared filesystem), are left alone.
+    """
+    for partial in path.parent.glob(f".{glob.escape(path.name)}.{_HOST}.*.part"):
+        pid = partial.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temporary file beside it, then renames it into place.
 
     A rename within one folder is atomic, so a process killed while saving (pre-emption, OOM
     killer, Ctrl-C) leaves the previous ``last.ckpt`` intact instead of a truncated one.
     (Lightning's own writer stages through the system temp dir, which is atomic only when
-    that lies on the same filesystem as the run.) Remote paths (``s3://`` ...) go to
+    that lies on the same filesystem as the run.) A partial file a killed process left is
+    removed by the next save of the same name. Remote paths (``s3://`` ...) go to
     Lightning's writer unchanged.
     """
 
@@ -126,7 +155,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+        _remove_dead_partials(path)
+        partial = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.part")
         try:
             with open(partial, "wb") as file:
                 torch.save(checkpoint, file)

@@ -91,3 +91,21 @@ def test_a_save_cut_short_leaves_the_previous_checkpoint_intact(tmp_path: Path, 
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["global_step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no partial file left
+
+
+def test_partial_files_of_killed_processes_are_removed_by_the_next_save(tmp_path: Path) -> None:
+    from srlab.checkpoints import _HOST, AtomicCheckpointIO
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs: a process SIGKILLed mid-save
+    leftovers = {
+        "dead": tmp_path / f".last.ckpt.{_HOST}.{dead.pid}.part",
+        "alive": tmp_path / f".last.ckpt.{_HOST}.{os.getppid()}.part",  # still saving
+        "other host": tmp_path / f".last.ckpt.otherhost.{dead.pid}.part",
+    }
+    for partial in leftovers.values():
+        partial.write_bytes(b"half a checkpoint")
+    AtomicCheckpointIO().save_checkpoint({"global_step": 3}, tmp_path / "last.ckpt")
+    assert not leftovers["dead"].exists()
+    assert leftovers["alive"].exists() and leftovers["other host"].exists()
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 3
