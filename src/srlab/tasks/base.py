@@ -1,5 +1,6 @@
-"""What every SR task shares: the forward pass, whole-image validation and test, metrics
-per evaluation set, the bicubic baseline, and comparison images.
+"""What every SR task shares: the forward pass (with its speed settings: channels-last
+layout, ``torch.compile``), whole-image validation and test, metrics per evaluation set, the
+bicubic baseline, comparison images, and the FLOPs per batch that throughput logging reads.
 
 The regression and GAN tasks subclass :class:`SRTask` and add only their training step and
 optimizers, so both score and log exactly alike.
@@ -17,15 +18,18 @@ from PIL import Image
 from torch import nn
 from torchmetrics import MetricCollection
 
-from srlab.errors import NonFiniteLossError
+from srlab.errors import ConfigError, NonFiniteLossError
 from srlab.imaging.imresize import imresize
 from srlab.metrics import PSNRY, SSIMY, quantize
 from srlab.models.channels import super_resolve
 from srlab.models.pretrained import load_pretrained
+from srlab.models.summary import summary
 from srlab.tracking.images import log_images
 
 STAGES = ("val", "test")
 MAX_PANEL_SIDE = 480  # comparison images are centre crops of at most this many HR pixels
+#: ``model.compile_mode`` values: the modes of ``torch.compile``.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class SRTask(L.LightningModule):
@@ -55,6 +59,20 @@ class SRTask(L.LightningModule):
             counted in ``train/nonfinite_steps``; this many in a row stop training with
             :class:`~srlab.errors.NonFiniteLossError` (and the exception checkpoint holds
             the last good weights).
+        channels_last: keep every 4-D weight of the task (network, discriminator, perceptual
+            VGG) and the network's input in the channels-last (NHWC) layout, which CPU
+            (oneDNN) and tensor-core convolutions run faster. Checkpoints hold the same values.
+        compile: run the SR network through ``torch.compile`` (compiled in place with
+            ``nn.Module.compile``, so checkpoints keep the plain parameter names). The first
+            steps, and the first evaluation image of each new size, pay the compilation.
+        compile_mode: the ``torch.compile`` mode, one of :data:`COMPILE_MODES`.
+
+    Precision is the trainer's (``trainer.precision``): Lightning runs every step under
+    autocast; evaluation casts the network's output to float32 and scores it, and makes the
+    bicubic baseline, in full precision.
+
+    Raises:
+        ConfigError: an unknown ``compile_mode``.
     """
 
     def __init__(
@@ -66,8 +84,16 @@ class SRTask(L.LightningModule):
         pretrained_strict: bool = True,
         pretrained_sha256: str | None = None,
         max_nonfinite_steps: int = 20,
+        channels_last: bool = False,
+        compile: bool = False,  # noqa: A002 - the config key is model.compile
+        compile_mode: str = "default",
     ) -> None:
         super().__init__()
+        if compile_mode not in COMPILE_MODES:
+            raise ConfigError(
+                f"model.compile_mode={compile_mode!r} is not a torch.compile mode: use one of "
+                f"{', '.join(COMPILE_MODES)}"
+            )
         if pretrained:
             load_pretrained(
                 net,
@@ -86,13 +112,50 @@ class SRTask(L.LightningModule):
         self.set_names: dict[str, list[str]] = {}
         self._bicubic_logged = False
         self._panels: list[tuple[str, str, np.ndarray]] = []
+        self.channels_last = bool(channels_last)
+        self.compile_mode = compile_mode if compile else None
+        self._speed_applied = False
+        # Compute of the network (from srlab.models.summary), measured at the first setup.
+        self.macs_per_lr_pixel: float | None = None
+        self._batch_lr_pixels: int | None = None
 
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        """Super-resolve an LR batch [B, C, h, w] in [0, 1] (C = 1 or 3)."""
-        return super_resolve(self.net, lr)
+    def forward(self, lr: torch.Tensor, scale: int | None = None) -> torch.Tensor:
+        """Super-resolve an LR batch [B, C, h, w] in [0, 1] (C = 1 or 3), at ``scale``
+        (default: the network's own; other scales only for ``any_scale`` networks)."""
+        if self.channels_last:
+            lr = lr.contiguous(memory_format=torch.channels_last)
+        return super_resolve(self.net, lr, scale)
+
+    @property
+    def flops_per_batch(self) -> float | None:
+        """Forward FLOPs of the SR network on the current batch, for Lightning's
+        ``ThroughputMonitor``: 2 x MACs per LR pixel x LR pixels of the batch.
+
+        Only the network's forward pass is counted: a training step also runs its backward
+        (about twice the forward), and a GAN step the discriminator and the perceptual VGG.
+        None until the first batch.
+        """
+        if self.macs_per_lr_pixel is None or self._batch_lr_pixels is None:
+            return None
+        return 2.0 * self.macs_per_lr_pixel * self._batch_lr_pixels
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        """Note the batch size in LR pixels (for :attr:`flops_per_batch`)."""
+        self._batch_lr_pixels = _lr_pixels(batch)
+
+    def on_validation_batch_start(
+        self, batch: dict, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Note the batch size in LR pixels (for :attr:`flops_per_batch`)."""
+        self._batch_lr_pixels = _lr_pixels(batch)
+
+    def on_test_batch_start(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Note the batch size in LR pixels (for :attr:`flops_per_batch`)."""
+        self._batch_lr_pixels = _lr_pixels(batch)
 
     def setup(self, stage: str) -> None:
-        """Create one pair of metrics (and bicubic metrics) per evaluation set."""
+        """Create one pair of metrics (and bicubic metrics) per evaluation set, measure the
+        network's MACs, then apply the speed settings (:meth:`apply_speed_settings`)."""
         datamodule = self.trainer.datamodule
         self.set_names = {"val": datamodule.val_set_names, "test": datamodule.test_set_names}
         for split, names in self.set_names.items():
@@ -105,17 +168,61 @@ class SRTask(L.LightningModule):
                     for key in (name, f"{name}_bicubic")
                 }
             )
+        if self.macs_per_lr_pixel is None:
+            # On the plain network, before compiling; its random probe input must not move
+            # the seeded random stream that training draws from.
+            with torch.random.fork_rng(devices=[]):
+                net_summary = summary(self.net, scale=self.scale, lr_size=16)
+            self.macs_per_lr_pixel = net_summary.macs_per_lr_pixel
+        self.apply_speed_settings()
+
+    def apply_speed_settings(self) -> None:
+        """Convert to channels-last and compile the network, as configured (once).
+
+        Runs in :meth:`setup`, after callbacks' own set-up: ``EMAWeightAveraging`` has then
+        copied the plain module, and Lightning creates the optimizers (whose state follows
+        each parameter's layout) and moves the module to its device (keeping the layout)
+        only afterwards. Only the SR network is compiled: the task's Python around it (loss
+        terms, the GAN's two updates, metrics) stays eager.
+        """
+        if self._speed_applied:
+            return
+        self._speed_applied = True
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+        if self.compile_mode is not None:
+            # In place: parameter names stay "net.<...>" (torch.compile(net) would wrap them
+            # as "net._orig_mod.<...>"), so checkpoints load into uncompiled networks.
+            self.net.compile(mode=self.compile_mode)
+
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether ``loss`` is finite here and, under DDP, on every other rank too.
+
+        Ranks must take the same branch: one that skipped its backward alone would leave the
+        others waiting in the gradient all-reduce, and the replicas would drift apart.
+        """
+        bad = (~torch.isfinite(loss.detach())).any().float()
+        if self.world_size > 1:
+            bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
+        return not bad
+
+    @property
+    def world_size(self) -> int:
+        """The number of DDP processes (1 also outside a Trainer, e.g. a step called alone)."""
+        return self._trainer.world_size if self._trainer is not None else 1
 
     def is_finite_step(self, loss: torch.Tensor) -> bool:
         """Whether ``loss`` is finite; counts and logs the steps that are not.
 
         Training steps return None for a non-finite loss, which makes Lightning skip the
-        optimizer step, so one bad batch (or a mixed-precision overflow) costs one step.
+        optimizer step, so one bad batch (or a mixed-precision overflow) costs one step. Under
+        DDP a step is skipped on every rank when the loss of any is not finite
+        (:meth:`all_finite`).
 
         Raises:
             NonFiniteLossError: after ``max_nonfinite_steps`` non-finite losses in a row.
         """
-        if torch.isfinite(loss).all():
+        if self.all_finite(loss):
             self._nonfinite_in_a_row = 0
             return True
         self._nonfinite_total += 1
@@ -160,7 +267,8 @@ class SRTask(L.LightningModule):
     def _evaluate(self, stage: str, batch: dict, batch_idx: int, dataloader_idx: int) -> None:
         set_name = self.set_names[stage][dataloader_idx]
         lr, hr = batch["lr"], batch["hr"]
-        sr = self(lr).clamp(0, 1)
+        # Under mixed precision the network runs in bf16/fp16; it is scored in float32.
+        sr = self(lr).float().clamp(0, 1)
         metrics = self.metrics[stage]
         metrics[set_name].update(sr, hr)
         wants_panel = (
@@ -170,7 +278,10 @@ class SRTask(L.LightningModule):
             and not self.trainer.sanity_checking
         )
         if self._scores_bicubic(stage) or wants_panel:
-            bicubic = imresize(lr, scale=self.scale).clamp(0, 1)
+            # The baseline in full precision whatever trainer.precision: its matmuls would
+            # otherwise run under the step's autocast.
+            with torch.autocast(lr.device.type, enabled=False):
+                bicubic = imresize(lr, scale=self.scale).clamp(0, 1)
             if self._scores_bicubic(stage):
                 metrics[f"{set_name}_bicubic"].update(bicubic, hr)
             if wants_panel:
@@ -202,6 +313,12 @@ class SRTask(L.LightningModule):
             # One key per image, so that W&B shows each image's history on a step slider.
             key = f"val/{set_name}/images/{image_name}"
             log_images(self.loggers, key, [panel], ["bicubic | SR | HR"], step)
+
+
+def _lr_pixels(batch: dict) -> int:
+    """LR pixels of a batch (all images): batch x height x width of ``batch["lr"]``."""
+    lr = batch["lr"]
+    return int(lr.shape[0] * lr.shape[-2] * lr.shape[-1])
 
 
 def _panel(bicubic: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> np.ndarray:

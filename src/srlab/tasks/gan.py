@@ -131,7 +131,9 @@ class SRGANTask(SRTask):
         num_log_images: comparison images per evaluation set at each validation.
         **task_kwargs: the other arguments of :class:`SRTask`: ``pretrained``,
             ``pretrained_ignore``, ``pretrained_strict``, ``pretrained_sha256`` (generator
-            weights to start from) and ``max_nonfinite_steps``.
+            weights to start from), ``max_nonfinite_steps``, and the speed settings
+            ``channels_last`` (every network), ``compile`` and ``compile_mode`` (the
+            generator).
 
     Raises:
         ConfigError: For unknown loss terms or weights, a weighted term without its loss
@@ -314,8 +316,9 @@ class SRGANTask(SRTask):
         return d_loss.detach()
 
     def _update(self, optimizer: LightningOptimizer, loss: torch.Tensor) -> bool:
-        """Backpropagate ``loss`` and step ``optimizer``, unless the loss is not finite."""
-        if not torch.isfinite(loss):
+        """Backpropagate ``loss`` and step ``optimizer``, unless the loss is not finite (on
+        any DDP rank)."""
+        if not self.all_finite(loss):
             return False
         optimizer.zero_grad()
         self.manual_backward(loss)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from srlab.models.channels import super_resolve, training_channels
+from srlab.models.channels import training_channels
 from srlab.tasks.base import SRTask
 from srlab.tasks.optim import parameter_groups
 
@@ -30,8 +30,10 @@ class RegressionTask(SRTask):
             learning rates stay stable (Kim et al. 2016, section 3.3); None disables it
             (``trainer.gradient_clip_val`` still applies).
         num_log_images: comparison images per evaluation set at each validation.
-        **pretrained: ``pretrained``, ``pretrained_ignore``, ``pretrained_strict``,
-            ``pretrained_sha256`` of :class:`SRTask`: weights to start from.
+        **task_kwargs: the other arguments of :class:`SRTask`: weights to start from
+            (``pretrained``, ``pretrained_ignore``, ``pretrained_strict``,
+            ``pretrained_sha256``), ``max_nonfinite_steps``, and the speed settings
+            ``channels_last``, ``compile``, ``compile_mode``.
     """
 
     def __init__(
@@ -43,14 +45,15 @@ class RegressionTask(SRTask):
         scheduler_interval: str = "step",
         adjustable_clip: float | None = None,
         num_log_images: int = 3,
-        **pretrained: Any,
+        **task_kwargs: Any,
     ) -> None:
-        super().__init__(net, num_log_images=num_log_images, **pretrained)
+        super().__init__(net, num_log_images=num_log_images, **task_kwargs)
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.adjustable_clip = adjustable_clip
+        self._skip_update = False
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         """One optimization step on a batch of (LR, HR) patches (skipped if the loss is not
@@ -58,11 +61,34 @@ class RegressionTask(SRTask):
         lr, hr = training_channels(self.net, batch["lr"], batch["hr"])
         # Multi-scale batches (data.train_scales) carry their scale: one per batch.
         scale = int(batch["scale"][0]) if "scale" in batch else None
-        loss = self.loss(super_resolve(self.net, lr, scale), hr)
+        loss = self.loss(self(lr, scale), hr)
         if not self.is_finite_step(loss):
-            return None
+            if self.world_size == 1:
+                return None  # Lightning skips the backward and the update
+            # DDP refuses None (ranks must all reduce gradients): every rank (they agree, see
+            # all_finite) backpropagates zeros, and optimizer_step skips the update.
+            self._skip_update = True
+            return sum(p.sum() * 0.0 for p in self.parameters() if p.requires_grad)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["lr"].shape[0])
         return loss
+
+    def optimizer_step(
+        self,
+        epoch: int,
+        batch_idx: int,
+        optimizer: torch.optim.Optimizer,
+        optimizer_closure: Callable[[], Any] | None = None,
+    ) -> None:
+        """Step as Lightning does, except after a non-finite loss under DDP: no update then
+        (zero gradients would still move Adam's weights through its momentum)."""
+        if self.world_size == 1 or optimizer_closure is None:
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+            return
+        loss = optimizer_closure()  # training_step and backward
+        if self._skip_update:
+            self._skip_update = False
+            return
+        optimizer.step(closure=lambda: loss)
 
     def configure_gradient_clipping(
         self,
