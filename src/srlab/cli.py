@@ -8,12 +8,12 @@ import sys
 from collections.abc import Iterator
 
 from srlab.errors import SRLabError
-from srlab.launch import register_resolvers
+from srlab.launch import configure_hydra
 
 log = logging.getLogger("srlab")
-# Every entry point imports this module before Hydra composes conf/, whose folder names use
-# ${srlab.uid:}.
-register_resolvers()
+# Every entry point imports this module before Hydra composes conf/ (whose folder names use
+# ${srlab.uid:}).
+configure_hydra()
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ import pickle
 import secrets
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,6 +55,21 @@ _QUIET_RERUN = (
 )
 # How long a finished job waits for its other ranks to exit before killing them.
 _CHILD_EXIT_S = {True: 120.0, False: 10.0}  # keyed by "the job succeeded"
+
+
+def configure_hydra() -> None:
+    """What srlab's ``conf/`` needs before Hydra composes it: call once per entry point.
+
+    Registers the resolvers (:func:`register_resolvers`). ``conf/hydra/launcher/submitit_*``
+    carry the names of the submitit plugin's schemas, so that ``hydra/launcher=submitit_slurm``
+    gets srlab's defaults; Hydra 1.3 merges them onto the schemas as intended but warns that
+    this matching "will be removed in Hydra 1.2": that warning is silenced.
+    """
+    register_resolvers()
+    warnings.filterwarnings(
+        "ignore",
+        message=r"\s*'hydra/launcher/submitit_(local|slurm)' is validated against ConfigStore",
+    )
 
 
 def register_resolvers() -> None:
@@ -222,6 +238,7 @@ def _wait_for(procs: list[subprocess.Popen], timeout: float) -> None:
 __all__ = [
     "RANK_CONFIG",
     "config_digest",
+    "configure_hydra",
     "export_submitit_ranks",
     "ranks_rerun_this_job",
     "register_resolvers",
