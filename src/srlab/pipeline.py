@@ -81,7 +81,9 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_path = resolve_ckpt_path(
         requested, output_dir, Path(cfg.paths.log_dir) / cfg.task_name / "runs"
     )
-    run_id = (run_id_from_checkpoint(ckpt_path) if ckpt_path else None) or _new_run_id()
+    # A W&B sweep agent (`wandb agent`, sweeps/*.yaml) names the run it started in WANDB_RUN_ID.
+    resumed = run_id_from_checkpoint(ckpt_path) if ckpt_path else None
+    run_id = resumed or os.environ.get("WANDB_RUN_ID") or _new_run_id()
 
     loggers = instantiate_loggers(cfg, run_id)
     callbacks = instantiate_callbacks(cfg, with_loggers=bool(loggers))
