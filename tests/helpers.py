@@ -131,6 +131,15 @@ class NaNLoss:
         return loss * float("nan") if self.calls <= self.bad_steps else loss
 
 
+class NaNOnRank(NaNLoss):
+    """NaN for the first ``bad_steps`` calls on DDP rank ``rank`` only, L1 elsewhere."""
+
+    def __init__(self, rank: int = 1, bad_steps: int = 1) -> None:
+        import os
+
+        super().__init__(bad_steps if int(os.environ.get("LOCAL_RANK", 0)) == rank else 0)
+
+
 class SigtermAtStep:
     """A callback that acts as if SIGTERM arrived during training step ``step``.
 

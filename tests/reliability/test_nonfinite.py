@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import compose_config
+from helpers import REPO_ROOT, compose_config
 
 from srlab.errors import NonFiniteLossError
 from srlab.pipeline import train
@@ -39,3 +42,25 @@ def test_too_many_nan_steps_stop_with_checkpoint(tmp_path: Path) -> None:
     assert "model.optimizer.lr" in str(info.value)
     saved = torch.load(tmp_path / "checkpoints" / "on_exception.ckpt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values())
+
+
+def test_ddp_ranks_skip_a_step_together(tmp_path: Path) -> None:
+    # Rank 1's first loss is NaN, rank 0's is not: both must skip that step (rank 0 counts
+    # it), or rank 1 would miss the gradient all-reduce and the run would hang or drift.
+    # A subprocess: Lightning re-launches the script for the second rank.
+    run = tmp_path / "ddp"
+    command = [
+        sys.executable, "src/train.py", *FAST, "trainer=ddp_cpu", "trainer.devices=2",
+        "~model.loss", "+model.loss={_target_:helpers.NaNOnRank,rank:1,bad_steps:1}",
+        f"hydra.run.dir={run}",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "tests"), "WANDB_MODE": "offline"}
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    metrics = (run / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    column = metrics[0].split(",").index("train/nonfinite_steps")
+    counts = {row.split(",")[column] for row in metrics[1:]} - {""}
+    assert counts == {"1.0"}  # logged by rank 0, whose own losses were all finite
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
