@@ -157,3 +157,26 @@ class SigtermAtStep:
                     trainer._signal_connector.received_sigterm = True
 
         return _SigtermAtStep()
+
+
+class RecordTrainingSamples:
+    """A callback that writes the names of the patches this rank trained on, per epoch, to
+    ``<dirpath>/samples_rank<rank>.json`` (for DDP tests: which rank saw what)."""
+
+    def __new__(cls, dirpath: str):
+        import json
+
+        from lightning.pytorch import Callback
+
+        class _Record(Callback):
+            def __init__(self) -> None:
+                self.names: dict[int, list[str]] = {}
+
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+                self.names.setdefault(trainer.current_epoch, []).extend(batch["name"])
+
+            def on_train_end(self, trainer, module) -> None:
+                path = Path(dirpath, f"samples_rank{trainer.global_rank}.json")
+                path.write_text(json.dumps(self.names))
+
+        return _Record()
