@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import setup_globals
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from srlab.errors import ConfigError
@@ -121,7 +122,9 @@ def export_submitit_ranks() -> None:
 def ranks_rerun_this_job(trainer: L.Trainer, cfg: DictConfig) -> Iterator[None]:
     """Within this block, DDP ranks that Lightning starts rerun this Hydra job's config.
 
-    Around ``trainer.fit``/``trainer.test`` of one job. Logs ``rank R/W trains config
+    Around ``trainer.fit``/``trainer.test`` of one job. Processes started by something else
+    (torchrun, srun) each compose their own config: unless they are jobs of a sweep, they must
+    be given one run folder (``hydra.run.dir``), or this raises :class:`ConfigError`. Logs ``rank R/W trains config
     <digest>`` on every rank of a multi-process run (each rank into its own log file), so a
     job's logs show whether all of its ranks trained the same config. When Lightning is going
     to start the other ranks itself, it saves the job's config to
@@ -140,6 +143,7 @@ def ranks_rerun_this_job(trainer: L.Trainer, cfg: DictConfig) -> Iterator[None]:
         )
     launcher = _children_launcher(trainer)
     if launcher is None or not HydraConfig.initialized():
+        _check_shared_run_dir(trainer)
         yield
         return
     _check_script_relaunch()
@@ -195,6 +199,29 @@ def _children_launcher(trainer: L.Trainer):
     if launcher.cluster_environment.creates_processes_externally:
         return None
     return launcher
+
+
+def _check_shared_run_dir(trainer: L.Trainer) -> None:
+    # torchrun or srun start every rank as its own `python src/train.py`, and each composes its
+    # own run folder name (the time, to the second, and a random id): the ranks must be told one.
+    # Jobs of a sweep are fine: their folder was set when the sweep was launched. Lightning's
+    # own environment covers the ranks it starts from the job's config (and submitit_local's).
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    if trainer.world_size < 2 or not HydraConfig.initialized():
+        return
+    if isinstance(getattr(trainer.strategy, "cluster_environment", None), LightningEnvironment):
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.RUN:
+        return
+    if any(o.startswith("hydra.run.dir=") for o in hydra_cfg.overrides.hydra):
+        return
+    raise ConfigError(
+        f"the {trainer.world_size} DDP processes of this run were started outside Lightning "
+        "(torchrun, srun, mpirun), and each would name its own run folder: give them one, "
+        "e.g. hydra.run.dir=outputs/train/runs/<name> (README: Multi-node with torchrun)"
+    )
 
 
 def _check_script_relaunch() -> None:
