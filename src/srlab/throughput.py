@@ -1,4 +1,5 @@
-"""What Lightning's ``ThroughputMonitor`` needs to know about an SR batch.
+"""Training speed: what Lightning's ``ThroughputMonitor`` needs to know about an SR batch,
+and whether a precision is fast on this machine.
 
 The callback (``callbacks.throughput`` in ``conf/callbacks/default.yaml``) logs
 ``train/device/samples_per_sec`` (patches per second) and ``train/device/flops_per_sec``
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 
 import torch
 
-__all__ = ["patches_in_batch"]
+__all__ = ["cpu_has_fast_bf16", "patches_in_batch", "slow_precision_warning"]
 
 
 def patches_in_batch(batch: Mapping[str, torch.Tensor]) -> int:
@@ -24,3 +25,30 @@ def patches_in_batch(batch: Mapping[str, torch.Tensor]) -> int:
         16
     """
     return int(batch["lr"].shape[0])
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN has bfloat16 kernels for this CPU (AVX-512 and newer: AVX-512 BF16, AMX).
+
+    Without them (AVX2 CPUs) PyTorch runs bf16 convolutions and their gradients through
+    reference kernels.
+    """
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def slow_precision_warning(precision: str, device: torch.device) -> str | None:
+    """Why ``precision`` (a ``trainer.precision`` value) is slow on ``device``, or None.
+
+    bf16 autocast on a CPU without fast bf16 kernels (:func:`cpu_has_fast_bf16`) trains
+    correctly but far slower than fp32: an EDSR-baseline x2 step (batch 16, LR patch 48) ran
+    at 0.2 patches/s in ``bf16-mixed`` and 2.1 in ``32-true`` on a 2-core AVX2 CPU.
+    """
+    if device.type != "cpu" or "bf16" not in str(precision) or cpu_has_fast_bf16():
+        return None
+    capability = torch.backends.cpu.get_cpu_capability()
+    return (
+        f"trainer.precision={precision} runs bf16 autocast on a CPU without fast bfloat16 "
+        f"kernels ({capability}; oneDNN needs AVX-512 or AMX): convolutions fall back to "
+        "reference code, ~10x slower than trainer.precision=32-true for EDSR-baseline "
+        "(0.2 vs 2.1 patches/s on a 2-core AVX2 CPU). Train in 32-true on this machine."
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image
 from torch import nn
 from torchmetrics import MetricCollection
@@ -24,6 +25,7 @@ from srlab.metrics import PSNRY, SSIMY, quantize
 from srlab.models.channels import super_resolve
 from srlab.models.pretrained import load_pretrained
 from srlab.models.summary import summary
+from srlab.throughput import slow_precision_warning
 from srlab.tracking.images import log_images
 
 STAGES = ("val", "test")
@@ -155,7 +157,9 @@ class SRTask(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         """Create one pair of metrics (and bicubic metrics) per evaluation set, measure the
-        network's MACs, then apply the speed settings (:meth:`apply_speed_settings`)."""
+        network's MACs, warn once if ``trainer.precision`` is slow here
+        (:func:`srlab.throughput.slow_precision_warning`), then apply the speed settings
+        (:meth:`apply_speed_settings`)."""
         datamodule = self.trainer.datamodule
         self.set_names = {"val": datamodule.val_set_names, "test": datamodule.test_set_names}
         for split, names in self.set_names.items():
@@ -174,6 +178,11 @@ class SRTask(L.LightningModule):
             with torch.random.fork_rng(devices=[]):
                 net_summary = summary(self.net, scale=self.scale, lr_size=16)
             self.macs_per_lr_pixel = net_summary.macs_per_lr_pixel
+            warning = slow_precision_warning(
+                self.trainer.precision, self.trainer.strategy.root_device
+            )
+            if warning:
+                rank_zero_warn(warning)
         self.apply_speed_settings()
 
     def apply_speed_settings(self) -> None:
