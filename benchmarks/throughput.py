@@ -1,0 +1,646 @@
+"""Training and inference throughput of one configuration, in one process and one table.
+
+``python benchmarks/throughput.py [model=edsr_baseline] [scale=2] [key=value ...]`` takes Hydra
+overrides over the real training config (``conf/train.yaml``) and measures, in order:
+
+1. **Loader alone** (patches/s): the training ``DataLoader`` of ``cfg.data``, decoding every
+   image at every sample (``data.cache=false``) and reading the decoded-image cache
+   (``data.cache=true``), with the config's loader workers.
+2. **Training step alone** (patches/s) on one synthetic batch of the configured size, for
+   each setting of ``bench.settings`` (precision, channels-last layout, ``torch.compile``),
+   through Lightning and the task's own ``training_step``: no data loading. The settings are
+   timed in interleaved rounds (``bench.rounds``), so that load from other processes, which
+   comes and goes on a shared machine, weighs on all of them alike. The first step
+   (compilation, kernel selection) is timed separately.
+3. **Full training loop** (patches/s): short ``Trainer.fit`` runs on the cached loader in the
+   fastest setting of 2, alternating with runs of that setting's step alone; the ratio of the
+   two is the share of the step's speed that the loop keeps.
+4. **Inference** (SR megapixels/s, peak resident memory): ``srlab.inference.make_predictor``
+   on a ``bench.infer_size`` square LR image, whole and tiled (``bench.tile``,
+   ``bench.tile_overlap``), in the precision and layout of the fastest setting.
+
+Defaults (each applies unless the command line names its key): EDSR-baseline x2, batch 16,
+LR patch 48 (HR 96), the DIV2K training images of ``$SRLAB_SHARED_DATA/train/
+DIV2K_train_subset/HR`` (default ``<repo>/../shared/data``) through ``data=folder``, no logger.
+Benchmark options live under ``bench.`` (``bench.steps=10``, ``bench.settings=[fp32_eager,
+bf16_cl]``; see :data:`BENCH_DEFAULTS`).
+
+Writes ``throughput.json`` and ``throughput.md`` to the run's output dir
+(``outputs/throughput/runs/<date>_<time>_<id>/``) and prints the table. Numbers depend on
+everything else the machine runs: the JSON records the load average before and after. The
+network's weights are random (speed does not depend on them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch.utils.data import DataLoader, Dataset
+
+from srlab.cli import report_user_errors
+from srlab.config_check import check_targets
+from srlab.data.datamodule import usable_cpus
+from srlab.errors import ConfigError
+from srlab.inference import autocast_dtype, make_predictor, resolve_device
+from srlab.throughput import slow_precision_warning
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SRLAB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+#: Benchmark options (``bench.<key>=<value>`` on the command line).
+BENCH_DEFAULTS: dict[str, Any] = {
+    # Training-step settings: precision (fp32 | bf16 | fp16), then _cl (channels-last) and/or
+    # _compile (torch.compile of the network); fp32_eager is the reference. auto: the bf16
+    # settings where bf16 is fast (GPUs, AVX-512/AMX CPUs), else fp32 ones (AVX2 CPUs, where
+    # bf16 steps are over 10x slower than fp32: srlab.throughput.slow_precision_warning).
+    "settings": "auto",
+    # Settings are timed in rounds, each fitting every setting again for warmup + steps steps,
+    # so that other processes' load, which comes and goes, weighs on all settings alike.
+    "rounds": 2,
+    "warmup": 1,  # untimed steps per fit (the first fit of a setting compiles)
+    "steps": 2,  # timed steps per fit
+    "loader_batches": 40,  # timed batches of the cached loader
+    "decode_batches": 3,  # timed batches of the decoding loader (slow: ~0.1 s per patch)
+    "loop_warmup": 2,  # untimed steps per fit of the full loop (loader workers start)
+    "loop_steps": 4,  # timed steps per fit of the full loop (and of the best step beside it)
+    "infer_size": 512,  # side of the square LR image of the inference section
+    "tile": 128,  # LR tile side of tiled inference
+    "tile_overlap": 16,  # LR pixels of context per tile side
+}
+
+#: The training config's defaults for this benchmark, overridden by the command line.
+CONFIG_DEFAULTS = {
+    "model": "edsr_baseline",
+    "data": "folder",
+    "data.hr_dir": str(SHARED_DATA / "train" / "DIV2K_train_subset" / "HR"),
+    # Validation does not run, but the data module locates its sets: Set5 of the shared data.
+    "data.root": str(SHARED_DATA / "benchmarks"),
+    "scale": 2,
+    "data.batch_size": 16,
+    "data.patch_size": 96,
+    # Two 2K images: each is visited many times per epoch, as patches of a large set would be.
+    "data.repeat": 400,
+    "logger": "none",
+    "task_name": "throughput",
+}
+
+_PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
+_FAST_BF16_SETTINGS = ["fp32_eager", "fp32_cl", "bf16", "bf16_cl", "bf16_cl_compile"]
+_FP32_SETTINGS = ["fp32_eager", "fp32_cl", "fp32_compile", "fp32_cl_compile"]
+
+
+def benchmark_overrides(argv: Sequence[str]) -> list[str]:
+    """``argv`` (Hydra overrides) after this benchmark's defaults for every key it leaves out.
+
+    ``bench.*`` keys are added to the training config first (``+bench.steps=6``), so that the
+    command line sets them as plain ``bench.steps=10``.
+    """
+    named = {arg.split("=", 1)[0].lstrip("+~") for arg in argv if "=" in arg}
+    added = {arg.split("=", 1)[0][1:] for arg in argv if arg.startswith("+") and "=" in arg}
+    defaults = [f"{key}={value}" for key, value in CONFIG_DEFAULTS.items() if key not in named]
+    for key, value in BENCH_DEFAULTS.items():
+        if f"bench.{key}" not in added:
+            text = f"[{','.join(value)}]" if isinstance(value, list) else value
+            defaults.append(f"+bench.{key}={text}")
+    return [*defaults, *argv]
+
+
+# -- settings -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepSetting:
+    """How the training step runs: ``trainer.precision``, ``model.channels_last`` and
+    ``model.compile``, named as in ``bench.settings`` (``bf16_cl_compile``)."""
+
+    name: str
+    precision: str
+    channels_last: bool
+    compile: bool
+
+    @classmethod
+    def parse(cls, name: str) -> StepSetting:
+        """``fp32_eager``, ``bf16``, ``bf16_cl``, ``fp16_cl_compile`` ... -> a setting.
+
+        Raises:
+            ConfigError: an unknown precision or option.
+        """
+        first, *options = name.split("_")
+        unknown = set(options) - {"eager", "cl", "compile"}
+        if first not in _PRECISIONS or unknown:
+            raise ConfigError(
+                f"bench.settings: {name!r} is not <precision>[_cl][_compile] with precision "
+                f"in {', '.join(_PRECISIONS)} (e.g. fp32_eager, bf16_cl, bf16_cl_compile)"
+            )
+        return cls(name, _PRECISIONS[first], "cl" in options, "compile" in options)
+
+
+def benchmark_device(cfg: DictConfig) -> torch.device:
+    """The device ``cfg.trainer.accelerator`` trains on (``auto``: CUDA when available)."""
+    accelerator = str(cfg.trainer.accelerator)
+    return resolve_device({"gpu": "cuda", "cuda": "cuda", "cpu": "cpu"}.get(accelerator, "auto"))
+
+
+def step_settings(cfg: DictConfig, device: torch.device) -> tuple[list[str], str]:
+    """The names of ``bench.settings`` (``auto`` resolved for ``device``), and a note on what
+    ``auto`` left out and why (empty when nothing)."""
+    if cfg.bench.settings != "auto":
+        return list(cfg.bench.settings), ""
+    reason = slow_precision_warning("bf16-mixed", device)
+    if reason:
+        return list(_FP32_SETTINGS), f"bf16 settings left out: {reason}"
+    return list(_FAST_BF16_SETTINGS), ""
+
+
+def task_config(cfg: DictConfig, setting: StepSetting) -> DictConfig:
+    """``cfg.model`` with the setting's layout and compile flags."""
+    node = cfg.model.copy()
+    with open_dict(node):
+        node.channels_last = setting.channels_last
+        node.compile = setting.compile
+    return node
+
+
+def make_trainer(
+    cfg: DictConfig, setting: StepSetting, max_steps: int, callbacks: list[Callback]
+) -> L.Trainer:
+    """``cfg.trainer`` for a timed fit: one device, the setting's precision, no validation,
+    logging, checkpoints or progress bar."""
+    return instantiate(
+        cfg.trainer,
+        devices=1,
+        num_nodes=1,
+        precision=setting.precision,
+        max_steps=max_steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+# -- timing -------------------------------------------------------------------------------
+
+
+class StepClock(Callback):
+    """Wall-clock time at the start of training and at the end of every training batch, so
+    the time between two batch ends includes waiting for the next batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.start = 0.0
+        self.ends: list[float] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start the clock."""
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        """Record the end of a batch (after its optimizer step)."""
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()
+        self.ends.append(time.perf_counter())
+
+    def timed(self, warmup: int) -> tuple[int, float]:
+        """Steps and seconds after the first ``warmup`` steps (>= 1): from the end of the
+        last untimed step to the end of the last step."""
+        window = self.ends[warmup - 1 :]
+        if warmup < 1 or len(window) < 2:
+            raise ValueError(f"{len(self.ends)} steps ran with warmup={warmup}: need >= 1 each")
+        return len(window) - 1, window[-1] - window[0]
+
+    @property
+    def first_step_s(self) -> float:
+        """Seconds of the first step (with compilation and kernel selection)."""
+        return self.ends[0] - self.start
+
+
+@dataclass
+class Timing:
+    """Timed steps and their seconds, summed over the fits of one setting."""
+
+    steps: int = 0
+    seconds: float = 0.0
+    first_step_s: float | None = None  # of the first fit
+
+    def add(self, clock: StepClock, warmup: int) -> None:
+        """Add the timed steps of one fit."""
+        steps, seconds = clock.timed(warmup)
+        self.steps += steps
+        self.seconds += seconds
+        if self.first_step_s is None:
+            self.first_step_s = clock.first_step_s
+
+    def patches_per_s(self, batch_size: int) -> float:
+        """Patches per second over every timed step."""
+        return batch_size * self.steps / self.seconds
+
+
+class _SameBatch(Dataset):
+    """``length`` times the same batch (a DataLoader with ``batch_size=None`` passes it on)."""
+
+    def __init__(self, batch: dict, length: int) -> None:
+        self.batch, self.length = batch, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        return self.batch
+
+
+class SyntheticBatches(L.LightningDataModule):
+    """One random batch of the configured size, repeated: the training step without loading.
+
+    HR patches are uniform noise and LR their ``scale`` x ``scale`` box average (any values
+    serve for timing). No evaluation sets.
+    """
+
+    val_set_names: list[str] = []
+    test_set_names: list[str] = []
+
+    def __init__(self, batch_size: int, patch_size: int, scale: int, length: int) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        hr = torch.rand(batch_size, 3, patch_size, patch_size, generator=generator)
+        self.batch = {"lr": F.avg_pool2d(hr, scale), "hr": hr}
+        self.length = length
+
+    def train_dataloader(self) -> DataLoader:
+        """The same batch ``length`` times, on the main process."""
+        return DataLoader(_SameBatch(self.batch, self.length), batch_size=None)
+
+
+@contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
+    """Peak resident memory of this process (MB) within the block, and peak CUDA memory.
+
+    Linux resets the peak (``VmHWM``) when ``5`` is written to ``/proc/self/clear_refs``;
+    elsewhere the peak is that of the whole process so far (``ru_maxrss``).
+    """
+    _release_free_memory()
+    result: dict[str, float] = {"rss_before_mb": _rss_mb()}
+    resettable = _reset_peak_rss()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    yield result
+    result["peak_rss_mb"] = _peak_rss_mb() if resettable else _lifetime_peak_rss_mb()
+    if device.type == "cuda":
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def _release_free_memory() -> None:
+    """Return freed heap pages to the system (glibc ``malloc_trim``), so that memory an
+    earlier section freed but the process kept does not hide the next section's peak."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float:
+    return _proc_status_mb("VmHWM:") or _lifetime_peak_rss_mb()
+
+
+def _rss_mb() -> float:
+    return _proc_status_mb("VmRSS:")
+
+
+def _proc_status_mb(field: str) -> float:
+    """A memory field of ``/proc/self/status`` in MB (0 where there is none)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _lifetime_peak_rss_mb() -> float:
+    # ru_maxrss is in kB on Linux, bytes on macOS.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 1024)
+
+
+# -- sections -----------------------------------------------------------------------------
+
+
+def measure_loader(cfg: DictConfig, cache: bool, batches: int) -> dict[str, float]:
+    """Patches per second of the training loader of ``cfg.data``, with the decoded-image
+    cache or decoding every image at every sample (``in_memory`` off in both).
+
+    The first batch (worker start-up, the cache's first reads) is not timed.
+    """
+    node = cfg.data.copy()
+    with open_dict(node):
+        node.cache = cache
+        node.in_memory = False
+    datamodule = instantiate(node, _convert_="all")
+    datamodule.prepare_data()  # builds the cache (once: later runs find it)
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    batch_iter = _endless(loader)
+    next(batch_iter)
+    patches, start = 0, time.perf_counter()
+    for _ in range(batches):
+        patches += next(batch_iter)["lr"].shape[0]
+    elapsed = time.perf_counter() - start
+    return {"patches_per_s": patches / elapsed, "workers": loader.num_workers}
+
+
+def _endless(loader: DataLoader) -> Iterator[dict]:
+    while True:
+        yield from loader
+
+
+def build_task(cfg: DictConfig, setting: StepSetting) -> L.LightningModule:
+    """The task of ``cfg.model`` in ``setting`` (seeded: every setting starts alike)."""
+    L.seed_everything(cfg.seed, verbose=False)
+    return instantiate(task_config(cfg, setting), _convert_="all")
+
+
+def timed_fit(
+    cfg: DictConfig,
+    setting: StepSetting,
+    task: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    warmup: int,
+    steps: int,
+    timing: Timing,
+) -> None:
+    """Fit ``task`` for ``warmup + steps`` steps with a new trainer; add the timed steps to
+    ``timing``. A task fitted again keeps its compiled network (no second compilation)."""
+    clock = StepClock()
+    make_trainer(cfg, setting, warmup + steps, [clock]).fit(task, datamodule=datamodule)
+    timing.add(clock, warmup)
+
+
+def synthetic_data(cfg: DictConfig, length: int) -> SyntheticBatches:
+    """Synthetic batches of the configured batch and patch size."""
+    patch = cfg.data.patch_size - cfg.data.patch_size % cfg.scale
+    return SyntheticBatches(cfg.data.batch_size, patch, cfg.scale, length)
+
+
+def measure_steps(
+    cfg: DictConfig, settings: Sequence[StepSetting], rounds: int, warmup: int, steps: int
+) -> dict[str, Timing]:
+    """The training step alone (one synthetic batch, repeated) in every setting, timed in
+    ``rounds`` interleaved rounds; one task per setting, built and compiled once."""
+    data = synthetic_data(cfg, warmup + steps)
+    tasks = {setting.name: build_task(cfg, setting) for setting in settings}
+    timings = {setting.name: Timing() for setting in settings}
+    for _ in range(rounds):
+        for setting in settings:
+            task, timing = tasks[setting.name], timings[setting.name]
+            timed_fit(cfg, setting, task, data, warmup, steps, timing)
+    return timings
+
+
+def measure_train_loop(
+    cfg: DictConfig, setting: StepSetting, rounds: int, warmup: int, steps: int
+) -> dict[str, Timing]:
+    """The full loop (``Trainer.fit`` on the cached loader of ``cfg.data``) and, alternating
+    with it in ``rounds`` rounds, the training step alone, both in ``setting``: their ratio
+    is then measured under the same load."""
+    node = cfg.data.copy()
+    with open_dict(node):
+        node.cache = True
+    datamodule = instantiate(node, _convert_="all")
+    datamodule.prepare_data()
+    data = synthetic_data(cfg, 1 + steps)
+    task = build_task(cfg, setting)
+    timings = {"step": Timing(), "loop": Timing()}
+    for _ in range(rounds):
+        timed_fit(cfg, setting, task, data, 1, steps, timings["step"])
+        timed_fit(cfg, setting, task, datamodule, warmup, steps, timings["loop"])
+    return timings
+
+
+def measure_inference(
+    cfg: DictConfig, setting: StepSetting, size: int, tile: int | None, overlap: int
+) -> dict[str, float]:
+    """SR megapixels per second and peak memory of one ``size`` x ``size`` RGB LR image,
+    whole (``tile`` None) or tiled, in the precision and layout of ``setting`` (eager)."""
+    device = benchmark_device(cfg)
+    precision = "32" if setting.precision == "32-true" else setting.precision
+    dtype = autocast_dtype(precision, device)
+    torch.manual_seed(cfg.seed)
+    net = instantiate(cfg.model.net, _convert_="all").eval().to(device)
+    if setting.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    predict = make_predictor(net, cfg.scale, tile, overlap, dtype=dtype)
+    lr = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    with torch.inference_mode():
+        predict(lr[..., : min(size, 64), : min(size, 64)])  # kernel selection, not timed
+        with peak_memory(device) as memory:
+            start = time.perf_counter()
+            sr = predict(lr)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - start
+    return {"megapixels_per_s": sr.shape[-2] * sr.shape[-1] / 1e6 / elapsed, **memory}
+
+
+# -- the benchmark ------------------------------------------------------------------------
+
+
+def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
+    """Every section of the benchmark on ``cfg`` (a training config with a ``bench`` node);
+    returns the flat results that :func:`write_results` stores."""
+    for group in ("data", "model", "trainer"):
+        check_targets(cfg.get(group), group)
+    bench = cfg.bench
+    names, note = step_settings(cfg, benchmark_device(cfg))
+    settings = [StepSetting.parse(name) for name in names]
+    if "fp32_eager" not in [s.name for s in settings]:
+        raise ConfigError("bench.settings must include fp32_eager, the reference setting")
+    results: dict[str, Any] = {
+        "model": OmegaConf.select(cfg, "model.net._target_"),
+        "scale": cfg.scale,
+        "batch_size": cfg.data.batch_size,
+        "lr_patch": cfg.data.patch_size // cfg.scale,
+        "torch_threads": torch.get_num_threads(),
+        "usable_cpus": usable_cpus(),
+        "loadavg_before": list(os.getloadavg()),
+        "step_settings": names,
+        "step_settings_note": note,
+    }
+
+    decode = measure_loader(cfg, cache=False, batches=bench.decode_batches)
+    cached = measure_loader(cfg, cache=True, batches=bench.loader_batches)
+    results.update(
+        loader_workers=cached["workers"],
+        loader_decode_patches_per_s=decode["patches_per_s"],
+        loader_cached_patches_per_s=cached["patches_per_s"],
+    )
+
+    batch = cfg.data.batch_size
+    timings = measure_steps(cfg, settings, bench.rounds, bench.warmup, bench.steps)
+    for name, timing in timings.items():
+        results[f"step_{name}_patches_per_s"] = timing.patches_per_s(batch)
+        results[f"step_{name}_first_step_s"] = timing.first_step_s
+    best = max(settings, key=lambda s: results[f"step_{s.name}_patches_per_s"])
+    results["step_best_setting"] = best.name
+    results["step_best_patches_per_s"] = results[f"step_{best.name}_patches_per_s"]
+
+    loop = measure_train_loop(cfg, best, bench.rounds, bench.loop_warmup, bench.loop_steps)
+    results["train_loop_patches_per_s"] = loop["loop"].patches_per_s(batch)
+    results["train_loop_step_patches_per_s"] = loop["step"].patches_per_s(batch)
+
+    # Tiled first: the allocator keeps the untiled run's memory, which would hide the tiled
+    # run's own peak.
+    for name, tile in (("tiled", bench.tile), ("untiled", None)):
+        infer = measure_inference(cfg, best, bench.infer_size, tile, bench.tile_overlap)
+        for key, value in infer.items():
+            results[f"infer_{name}_{key}"] = value
+    results["loadavg_after"] = list(os.getloadavg())
+    return results
+
+
+def done_when(results: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """The issue's targets: (what, measured ratio, required ratio)."""
+    return [
+        (
+            "cached loader / decoding loader",
+            results["loader_cached_patches_per_s"] / results["loader_decode_patches_per_s"],
+            20.0,
+        ),
+        (
+            "best step / fp32 eager step",
+            results["step_best_patches_per_s"] / results["step_fp32_eager_patches_per_s"],
+            2.0,
+        ),
+        (
+            "full loop / best step (timed alternately)",
+            results["train_loop_patches_per_s"] / results["train_loop_step_patches_per_s"],
+            0.8,
+        ),
+    ]
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """The results as a markdown table, then the targets and the conditions."""
+    reference = results["step_fp32_eager_patches_per_s"]
+    best = results["step_best_setting"]
+    count = results["loader_workers"]
+    workers = f"{count} loader worker{'' if count == 1 else 's'}"
+    rows = [
+        (
+            "loader, decoding every sample",
+            workers,
+            f"{results['loader_decode_patches_per_s']:.1f} patches/s",
+            "",
+        ),
+        (
+            "loader, decoded-image cache",
+            workers,
+            f"{results['loader_cached_patches_per_s']:.1f} patches/s",
+            "",
+        ),
+    ]
+    for name in results["step_settings"]:
+        rate = results[f"step_{name}_patches_per_s"]
+        first = results[f"step_{name}_first_step_s"]
+        rows.append(
+            (
+                "training step (synthetic batch)",
+                name + (" (best)" if name == best else ""),
+                f"{rate:.1f} patches/s",
+                f"{rate / reference:.2f}x fp32 eager; first step {first:.1f} s",
+            )
+        )
+    rows.append(
+        (
+            "full training loop (Trainer.fit)",
+            f"{best}, cached loader",
+            f"{results['train_loop_patches_per_s']:.1f} patches/s",
+            f"{results['train_loop_patches_per_s'] / results['train_loop_step_patches_per_s']:.0%}"
+            f" of the best step timed alternately with it "
+            f"({results['train_loop_step_patches_per_s']:.1f} patches/s)",
+        )
+    )
+    for name in ("tiled", "untiled"):
+        peak, before = results[f"infer_{name}_peak_rss_mb"], results[f"infer_{name}_rss_before_mb"]
+        memory = f"peak RSS {peak:.0f} MB ({peak - before:+.0f} MB)"
+        if f"infer_{name}_peak_cuda_mb" in results:
+            memory += f", peak CUDA {results[f'infer_{name}_peak_cuda_mb']:.0f} MB"
+        rows.append(
+            (
+                f"inference, {name}",
+                best.replace("_compile", "").replace("_eager", "") + ", eager",
+                f"{results[f'infer_{name}_megapixels_per_s']:.3f} SR MP/s",
+                memory,
+            )
+        )
+    lines = [
+        f"Throughput of {results['model']} x{results['scale']}, batch {results['batch_size']}, "
+        f"LR patch {results['lr_patch']}; {results['torch_threads']} torch threads, "
+        f"{results['usable_cpus']} usable CPUs; load average "
+        f"{results['loadavg_before'][0]:.2f} before, {results['loadavg_after'][0]:.2f} after.",
+        "",
+        "| section | setting | throughput | notes |",
+        "|---|---|---:|---|",
+        *(f"| {' | '.join(row)} |" for row in rows),
+        "",
+        "| target | measured | required | met |",
+        "|---|---:|---:|---|",
+        *(
+            f"| {what} | {ratio:.2f} | >= {required:g} | {'yes' if ratio >= required else 'no'} |"
+            for what, ratio, required in done_when(results)
+        ),
+    ]
+    if results["step_settings_note"]:
+        lines += ["", results["step_settings_note"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict[str, Any], output_dir: Path) -> str:
+    """Write ``throughput.json`` and ``throughput.md`` to ``output_dir``; returns the table."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "throughput.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown_table(results)
+    (output_dir / "throughput.md").write_text(table)
+    return table
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point: run every section, write and print the table."""
+    with report_user_errors():
+        results = run_benchmark(cfg)
+        table = write_results(results, Path(cfg.paths.output_dir))
+    print(table)
+    print(f"written to {cfg.paths.output_dir}/throughput.json and throughput.md")
+
+
+if __name__ == "__main__":
+    sys.argv[1:] = benchmark_overrides(sys.argv[1:])
+    main()
