@@ -121,7 +121,7 @@ def test_optuna_sweep_runs_each_ddp_trial_on_two_ranks_with_its_config(tmp_path:
     assert (sweep_dir / "optimization_results.yaml").is_file()
 
 
-def test_submitit_local_sweep_runs_one_task_per_rank(tmp_path: Path) -> None:
+def test_submitit_local_sweep_runs_one_task_per_rank(tmp_path: Path, capsys) -> None:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep_dir = _multirun(
         tmp_path,
@@ -136,6 +136,16 @@ def test_submitit_local_sweep_runs_one_task_per_rank(tmp_path: Path) -> None:
     # submitit started both ranks as tasks of the job: no relaunch, no rank config.
     _check_ranks_train_their_job(jobs)
     assert not any((job / ".hydra" / RANK_CONFIG).exists() for job in jobs)
+
+    # src/compare.py on that sweep: the table of both jobs, and the plot of their curves.
+    from srlab.compare import main as compare_main
+
+    out = tmp_path / "compare"
+    assert compare_main([str(sweep_dir), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "model.optimizer.lr=0.001" in printed and "model.optimizer.lr=0.002" in printed
+    assert (out / "val_curves.png").read_bytes().startswith(b"\x89PNG")
+    assert len((out / "comparison.csv").read_text().splitlines()) == 3  # header + 2 jobs
 
 
 def test_run_and_sweep_folders_have_a_random_suffix(tmp_path: Path) -> None:
