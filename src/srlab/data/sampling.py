@@ -17,6 +17,8 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import DistributedSampler
 
+from srlab.errors import DataError
+
 
 class PatchKey(NamedTuple):
     """What a training dataset needs to make one patch.
@@ -50,6 +52,9 @@ class TrainSampler(DistributedSampler):
         seed: the run's seed.
         num_replicas: the number of DDP processes (world size).
         rank: this process's rank.
+
+    Raises:
+        DataError: fewer samples than ranks.
     """
 
     def __init__(
@@ -67,7 +72,10 @@ class TrainSampler(DistributedSampler):
             range(length), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed
         )
         if length < num_replicas:
-            raise ValueError(f"{length} training samples cannot be split over {num_replicas} ranks")
+            raise DataError(
+                f"{length} training samples cannot be split over {num_replicas} DDP processes: "
+                "add training images or raise data.repeat"
+            )
         self.length = length
         self.batch_size = batch_size
         self.scales = list(scales)
