@@ -74,7 +74,7 @@ def configure_hydra() -> None:
 
 
 def register_resolvers() -> None:
-    """Register ``${srlab.uid:}`` and Hydra's own resolvers (``${hydra:}``, ``${now:}``).
+    """Register ``${srlab.uid:}``, ``${srlab.cwd:}`` and Hydra's resolvers (``${hydra:}``, ``${now:}``).
 
     ``${srlab.uid:}`` is a random 6-hex-digit id, one per process and config:
     ``conf/hydra/default.yaml`` appends it to run and sweep folder names, whose ``${now:}``
@@ -90,6 +90,10 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver(
         "srlab.uid", lambda: secrets.token_hex(3), use_cache=True, replace=True
     )
+    # ${hydra:runtime.cwd} is set only once a job starts, but sweepers (basic, Optuna) resolve
+    # hydra.sweep.dir before that: run and sweep folders hang off the launch directory instead
+    # (the same directory, since srlab jobs never chdir).
+    OmegaConf.register_new_resolver("srlab.cwd", os.getcwd, use_cache=True, replace=True)
 
 
 def config_digest(cfg: DictConfig) -> str:
