@@ -20,8 +20,10 @@ overrides over the real training config (``conf/train.yaml``) and measures, in o
    ``bench.tile_overlap``), in the precision and layout of the fastest setting.
 
 Defaults (each applies unless the command line names its key): EDSR-baseline x2, batch 16,
-LR patch 48 (HR 96), the DIV2K training images of ``$SRLAB_SHARED_DATA/train/
-DIV2K_train_subset/HR`` (default ``<repo>/../shared/data``) through ``data=folder``, no logger.
+LR patch 48 (HR 96), no logger, and the training config's default data, the photos bundled
+with scikit-image (``data=sample``, about 512x512 each), so that it runs on any machine. The
+loader figures depend on the image size: for DIV2K's 2K images use ``data=div2k`` (DIV2K
+under ``data.root``) or ``data=folder data.hr_dir=<folder of 2K PNGs>``.
 Benchmark options live under ``bench.`` (``bench.steps=10``, ``bench.settings=[fp32_eager,
 bf16_cl]``; see :data:`BENCH_DEFAULTS`).
 
@@ -64,7 +66,6 @@ from srlab.inference import autocast_dtype, make_predictor, resolve_device
 from srlab.throughput import slow_precision_warning
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("SRLAB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 #: Benchmark options (``bench.<key>=<value>`` on the command line).
 BENCH_DEFAULTS: dict[str, Any] = {
@@ -90,14 +91,11 @@ BENCH_DEFAULTS: dict[str, Any] = {
 #: The training config's defaults for this benchmark, overridden by the command line.
 CONFIG_DEFAULTS = {
     "model": "edsr_baseline",
-    "data": "folder",
-    "data.hr_dir": str(SHARED_DATA / "train" / "DIV2K_train_subset" / "HR"),
-    # Validation does not run, but the data module locates its sets: Set5 of the shared data.
-    "data.root": str(SHARED_DATA / "benchmarks"),
     "scale": 2,
     "data.batch_size": 16,
     "data.patch_size": 96,
-    # Two 2K images: each is visited many times per epoch, as patches of a large set would be.
+    # A small set (10 photos, or a few 2K images): each is visited many times per epoch, so
+    # that no timed section runs into the end of an epoch.
     "data.repeat": 400,
     "logger": "none",
     "task_name": "throughput",

@@ -15,17 +15,21 @@ CONF_DIR = REPO_ROOT / "conf"
 
 
 def compose_config(
-    output_dir: Path, overrides: list[str] = (), config_name: str = "train"
+    output_dir: Path,
+    overrides: list[str] = (),
+    config_name: str = "train",
+    root_dir: Path = REPO_ROOT,
 ) -> DictConfig:
-    """The config a ``python src/<config_name>.py <overrides>`` run would get, writing to
-    ``output_dir``; also sets the HydraConfig singleton as ``@hydra.main`` does."""
+    """The config a ``python src/<config_name>.py <overrides>`` run launched from ``root_dir``
+    would get, writing to ``output_dir``; also sets the HydraConfig singleton as
+    ``@hydra.main`` does."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg):
-        cfg.paths.root_dir = str(REPO_ROOT)
+        cfg.paths.root_dir = str(root_dir)
         cfg.paths.output_dir = str(output_dir)
         cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.runtime.cwd = str(REPO_ROOT)
+        cfg.hydra.runtime.cwd = str(root_dir)
         cfg.hydra.job.num = 0
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from srlab.data import PatchDataset, SRDataModule, get_image_set, list_pairs, read_image
-from srlab.data.datasets import ImagePair, load_pair
+from srlab.data.datasets import EvalDataset, ImagePair, centre_crop, load_pair
 from srlab.errors import ConfigError, DataError, DatasetNotFoundError, ImageReadError
 from srlab.imaging import imresize
 
@@ -217,3 +217,30 @@ def test_batch_size_is_global_under_ddp() -> None:
     datamodule.trainer.world_size = 3
     with pytest.raises(ConfigError, match="data.batch_size=15"):
         datamodule.per_rank_batch_size()
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_eval_crop_is_the_centre_of_hr_and_the_lr_under_it(scale: int) -> None:
+    hr = np.arange(61 * 47 * 3, dtype=np.int64).reshape(61, 47, 3) % 251
+    hr = hr[: 61 - 61 % scale, : 47 - 47 % scale].astype(np.uint8)
+    lr = hr[::scale, ::scale]  # a stand-in LR whose pixel (i, j) sits under HR (i*s, j*s)
+    hr_crop, lr_crop = centre_crop(hr, lr, 24, scale)
+    assert hr_crop.shape[:2] == (24 // scale * scale,) * 2
+    assert lr_crop.shape[:2] == (24 // scale,) * 2
+    np.testing.assert_array_equal(hr_crop[::scale, ::scale], lr_crop)
+    top = (lr.shape[0] - 24 // scale) // 2 * scale
+    np.testing.assert_array_equal(hr_crop[0, 0], hr[top, (lr.shape[1] - 24 // scale) // 2 * scale])
+    # A crop larger than the image is the whole image.
+    whole_hr, whole_lr = centre_crop(hr, lr, 1000, scale)
+    assert whole_hr.shape == hr.shape and whole_lr.shape == lr.shape
+
+
+def test_eval_dataset_crops_when_asked(tmp_path: Path) -> None:
+    image = (np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    pairs = list_pairs(get_image_set({"name": "Tiny", "hr_dir": str(tmp_path)}), tmp_path, 2)
+    item = EvalDataset(pairs, scale=2, crop=32)[0]
+    assert item["hr"].shape == (3, 32, 32) and item["lr"].shape == (3, 16, 16)
+    assert EvalDataset(pairs, scale=2)[0]["hr"].shape == (3, 50, 70)
+    with pytest.raises(DataError, match="data.eval_crop=1"):
+        EvalDataset(pairs, scale=2, crop=1)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from releases import conv, edsr_pytorch_state
 from torch import nn
 
 from srlab.errors import SRLabError
@@ -33,12 +34,6 @@ from srlab.models.rrdbnet import RRDBNet
 TINY_RRDB = {"num_feat": 8, "num_block": 2, "num_grow_ch": 4}
 
 
-def conv(state: dict, name: str, cin: int, cout: int, k: int = 3) -> None:
-    """Add ``name.weight`` [cout, cin, k, k] and ``name.bias`` [cout] of distinct random values."""
-    state[f"{name}.weight"] = torch.randn(cout, cin, k, k)
-    state[f"{name}.bias"] = torch.randn(cout)
-
-
 def save(obj: object, path: Path) -> Path:
     torch.save(obj, path)
     return path
@@ -51,23 +46,6 @@ def assert_same(net: nn.Module, pairs: dict[str, torch.Tensor]) -> None:
 
 
 # -- EDSR-PyTorch (sanghyun-son/EDSR-PyTorch) ------------------------------------------------
-
-
-def edsr_pytorch_state(scale: int = 2, n_feats: int = 64, n_resblocks: int = 16) -> dict:
-    """A state dict with the key names and shapes of EDSR-PyTorch's ``model/edsr.py``."""
-    state: dict[str, torch.Tensor] = {}
-    for shift in ("sub_mean", "add_mean"):  # MeanShift: a frozen 1x1 conv 3 -> 3
-        conv(state, shift, 3, 3, k=1)
-    conv(state, "head.0", 3, n_feats)
-    for i in range(n_resblocks):  # ResBlock.body = [conv, ReLU, conv]
-        conv(state, f"body.{i}.body.0", n_feats, n_feats)
-        conv(state, f"body.{i}.body.2", n_feats, n_feats)
-    conv(state, f"body.{n_resblocks}", n_feats, n_feats)
-    # Upsampler: (conv to 4 * n_feats, PixelShuffle(2)) per x2 stage, convs at 0, 2, ...
-    for stage in range(scale.bit_length() - 1):
-        conv(state, f"tail.0.{2 * stage}", n_feats, 4 * n_feats)
-    conv(state, "tail.1", n_feats, 3)
-    return state
 
 
 def test_edsr_pytorch_baseline_x2_loads_strictly(tmp_path: Path) -> None:

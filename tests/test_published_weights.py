@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io
 import torch
 from helpers import compose_config
 from PIL import Image
+from releases import random_srcnn_mat, random_vdsr_mat
 
 from srlab.errors import ConfigError
 from srlab.evaluation import evaluate
@@ -103,52 +103,6 @@ def vdsr_official(model: dict[str, list[np.ndarray]], im_b: np.ndarray) -> np.nd
     for weight, bias in zip(model["weight"][1:], model["bias"][1:], strict=True):
         feature = vl_nnconv_pad1(np.maximum(feature, 0), weight, bias)
     return feature[..., 0] + im_b
-
-
-# -- weights laid out as the authors' files ------------------------------------------------------
-
-
-def random_srcnn_mat(
-    path: Path, kernel_sizes: tuple[int, int, int], seed: int = 0, near_identity: bool = False
-) -> dict:
-    """Random SRCNN weights in SRCNN_v1's .mat layout (64 and 32 filters), written to ``path``.
-
-    ``near_identity``: small random weights plus a path of centre taps that passes the input
-    through, so that the output is near the image, as trained weights' is.
-    """
-    rng = np.random.default_rng(seed)
-    f1, f2, f3 = kernel_sizes
-    model = {
-        "weights_conv1": rng.normal(0, math.sqrt(2 / f1**2), (f1 * f1, 64)),
-        "biases_conv1": rng.normal(0, 0.05, (64, 1)),
-        "weights_conv2": rng.normal(0, math.sqrt(2 / (64 * f2**2)), (64, f2 * f2, 32)),
-        "biases_conv2": rng.normal(0, 0.05, (32, 1)),
-        "weights_conv3": rng.normal(0, math.sqrt(1 / (32 * f3**2)), (32, f3 * f3)),
-        "biases_conv3": np.array([[0.3]]),
-    }
-    if near_identity:
-        model = {key: value * 0.01 for key, value in model.items()}
-        model["weights_conv1"][f1 * f1 // 2, 0] += 1  # the centre tap of each filter
-        model["weights_conv2"][0, f2 * f2 // 2, 0] += 1
-        model["weights_conv3"][0, f3 * f3 // 2] += 1
-    scipy.io.savemat(path, model)
-    return model
-
-
-def random_vdsr_mat(path: Path, seed: int = 0) -> dict:
-    """Random 20-layer VDSR weights as ``VDSR_Official.mat`` holds them: a struct ``model`` with
-    cells ``weight{i}`` ([3, 3, in, out]; the last one [3, 3, 64], as MATLAB stores it) and
-    ``bias{i}``."""
-    rng = np.random.default_rng(seed)
-    channels = [1] + [64] * 19 + [1]
-    weights, biases = np.empty((1, 20), dtype=object), np.empty((1, 20), dtype=object)
-    for i in range(20):
-        c_in, c_out = channels[i], channels[i + 1]
-        weight = rng.normal(0, math.sqrt(2 / (9 * c_in)), (3, 3, c_in, c_out))
-        weights[0, i] = weight[..., 0] if c_out == 1 else weight
-        biases[0, i] = rng.normal(0, 0.01, (c_out, 1))
-    scipy.io.savemat(path, {"model": {"weight": weights, "bias": biases}})
-    return {"weight": list(weights[0]), "bias": list(biases[0])}
 
 
 # -- the networks given the authors' weights compute the authors' forward ------------------------

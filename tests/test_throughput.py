@@ -76,6 +76,7 @@ def test_benchmark_sections_at_tiny_sizes_write_every_key(tmp_path: Path) -> Non
         [
             "model.net.num_feat=8",
             "model.net.num_block=1",
+            "data=folder",
             f"data.hr_dir={images}",
             f"data.val_sets=[{{name: Tiny, hr_dir: '{images}'}}]",
             "data.batch_size=2",

@@ -50,7 +50,7 @@ def test_fast_run_trains_validates_checkpoints_and_logs(tmp_path: Path) -> None:
     images = [key for key in keys if key.startswith("val/Sample/images/")]
     assert images, "no comparison images were logged"
     pngs = list((out / "images" / "val").rglob("Sample_*.png"))
-    assert len(pngs) == 4  # 2 validations x limit_val_batches=2
+    assert len(pngs) == 2  # 2 validations x limit_val_batches=1 (debug=fast)
     assert run.name.startswith("edsr_tiny-x2-sample")
 
 

@@ -52,25 +52,7 @@ def train(cfg: DictConfig) -> float | None:
     Returns:
         For Hydra sweepers to optimize: ``cfg.optimized_metric`` (see :func:`_objective`).
     """
-    # Typos in model/data/trainer keys fail now, naming the key and the valid ones.
-    for group in ("data", "model", "trainer"):
-        check_targets(cfg.get(group), group)
-    L.seed_everything(cfg.seed, workers=True)
-    # _convert_=all: plain lists/dicts, so checkpoints hold no OmegaConf objects and load with
-    # torch.load(weights_only=True).
-    datamodule: SRDataModule = instantiate(cfg.data, _convert_="all")
-    # Download (one process per node: DDP starts the other ranks only later, from fit), then
-    # locate every file: a missing dataset fails here, in seconds, before any training.
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
-        datamodule.prepare_data()
-    datamodule.verify()
-    datamodule.require_train_set()
-    model: L.LightningModule = _instantiate_model(cfg.model)
-    _check_scale(cfg, model, datamodule)
-    # Size and compute of the network, to compare a run's speed with the hardware's peak.
-    net_summary = summary(model.net, scale=cfg.scale, lr_size=32)
-    log.info("model: %s", net_summary)
-
+    datamodule, model, net_summary = build(cfg)
     output_dir = Path(cfg.paths.output_dir)
     requested = cfg.get("ckpt_path")
     if requested is None and newest_checkpoint(output_dir / "checkpoints") is not None:
@@ -91,6 +73,36 @@ def train(cfg: DictConfig) -> float | None:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     with ranks_rerun_this_job(trainer, cfg):
         return _fit_and_test(cfg, trainer, model, datamodule, loggers, net_summary, ckpt_path)
+
+
+def build(
+    cfg: DictConfig, prepare: bool = True
+) -> tuple[SRDataModule, L.LightningModule, ModelSummary]:
+    """The data module, the task and the network's size for the training config ``cfg``.
+
+    Everything a run needs before its Trainer, checked: every key under ``data``, ``model`` and
+    ``trainer`` against what it builds, every dataset file located (and, with ``prepare``,
+    downloaded and decoded into the cache), the network's scale against ``scale``.
+    """
+    # Typos in model/data/trainer keys fail now, naming the key and the valid ones.
+    for group in ("data", "model", "trainer"):
+        check_targets(cfg.get(group), group)
+    L.seed_everything(cfg.seed, workers=True)
+    # _convert_=all: plain lists/dicts, so checkpoints hold no OmegaConf objects and load with
+    # torch.load(weights_only=True).
+    datamodule: SRDataModule = _instantiate_user_config(cfg.data)
+    # Download (one process per node: DDP starts the other ranks only later, from fit), then
+    # locate every file: a missing dataset fails here, in seconds, before any training.
+    if prepare and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        datamodule.prepare_data()
+    datamodule.verify()
+    datamodule.require_train_set()
+    model: L.LightningModule = _instantiate_user_config(cfg.model)
+    _check_scale(cfg, model, datamodule)
+    # Size and compute of the network, to compare a run's speed with the hardware's peak.
+    net_summary = summary(model.net, scale=cfg.scale, lr_size=32)
+    log.info("model: %s", net_summary)
+    return datamodule, model, net_summary
 
 
 def _fit_and_test(
@@ -191,11 +203,12 @@ def _new_run_id() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
-def _instantiate_model(node: DictConfig) -> L.LightningModule:
+def _instantiate_user_config(node: DictConfig) -> Any:
     """``instantiate(node, _convert_="all")``, letting an :class:`SRLabError` out as itself.
 
     Hydra wraps whatever a ``_target_`` raises in an ``InstantiationException``; for the errors
-    a user fixes (no VGG weights for the perceptual loss, pretrained weights not found) that
+    a user fixes (an unknown evaluation set, no VGG weights for the perceptual loss, pretrained
+    weights not found) that
     would bury the message in a traceback instead of the one line of ``report_user_errors``.
     """
     try:
@@ -246,4 +259,4 @@ def _objective(trainer: L.Trainer, name: str | None) -> float | None:
     return None if value is None else float(value)
 
 
-__all__ = ["instantiate_callbacks", "instantiate_loggers", "train"]
+__all__ = ["build", "instantiate_callbacks", "instantiate_loggers", "train"]

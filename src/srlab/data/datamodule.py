@@ -77,6 +77,9 @@ class SRDataModule(L.LightningDataModule):
         seed: seeds the training order, crops and flips (None: the run's seed, i.e. torch's
             initial seed, which the pipeline sets); the order is a function of the seed and
             the epoch, so a resumed run continues it exactly.
+        eval_crop: validate and test on the centre ``eval_crop`` HR pixels of each image
+            (``debug=fast``: a smoke run of a large network in seconds); None: whole images,
+            as the papers score them.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class SRDataModule(L.LightningDataModule):
         download: bool = False,
         on_bad_image: str = "error",
         seed: int | None = None,
+        eval_crop: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -121,6 +125,7 @@ class SRDataModule(L.LightningDataModule):
         self.decoded = _decoded_cache(cache, cache_dir)
         self._pairs: dict[tuple[ImageSet, int], list[ImagePair]] = {}
         self.seed = seed
+        self.eval_crop = eval_crop
         self._resume_position: tuple[int, int] | None = None
 
     @classmethod
@@ -299,7 +304,7 @@ class SRDataModule(L.LightningDataModule):
 
     def _eval_loader(self, image_set: ImageSet) -> DataLoader:
         # Whole images differ in size, so evaluation batches hold one image.
-        dataset = EvalDataset(self._pairs[(image_set, self.scale)], self.scale)
+        dataset = EvalDataset(self._pairs[(image_set, self.scale)], self.scale, crop=self.eval_crop)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # Every image once across ranks (Lightning's default sampler pads with repeats).
             sampler = EvalDistributedSampler(dataset)

@@ -303,17 +303,44 @@ class EvalDataset(_PairDataset):
         scale: the SR scale; HR is mod-cropped to a multiple of it.
         in_memory: keep decoded images in memory after their first use (evaluation sets are
             read at every validation).
+        crop: score only the centre ``crop x crop`` HR pixels of each image (rounded down to
+            a multiple of ``scale``; the LR is cropped to the same region), for smoke runs
+            (``debug=fast``) that must be quick whatever the network; None: whole images.
     """
 
-    def __init__(self, pairs: list[ImagePair], scale: int, in_memory: bool = True) -> None:
+    def __init__(
+        self, pairs: list[ImagePair], scale: int, in_memory: bool = True, crop: int | None = None
+    ) -> None:
         super().__init__(pairs, scale, channels=None, in_memory=in_memory)
+        if crop is not None and crop < scale:
+            raise DataError(f"data.eval_crop={crop} must be at least the scale ({scale})")
+        self.crop = crop
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict:
         hr, lr = self._load(index)
+        if self.crop is not None:
+            hr, lr = centre_crop(hr, lr, self.crop, self.scale)
         return {"lr": to_tensor(lr), "hr": to_tensor(hr), "name": self.pairs[index].name}
+
+
+def centre_crop(
+    hr: np.ndarray, lr: np.ndarray, size: int, scale: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The centre ``size x size`` HR pixels (at most the image) and the LR pixels under them.
+
+    The HR crop starts on a multiple of ``scale``, so it is exactly ``scale`` times the LR
+    crop, as the whole images are.
+    """
+    lr_size = size // scale
+    lr_h, lr_w = lr.shape[:2]
+    crop_h, crop_w = min(lr_size, lr_h), min(lr_size, lr_w)
+    top, left = (lr_h - crop_h) // 2, (lr_w - crop_w) // 2
+    lr = lr[top : top + crop_h, left : left + crop_w]
+    hr = hr[top * scale : (top + crop_h) * scale, left * scale : (left + crop_w) * scale]
+    return hr, lr
 
 
 class MultiScaleDataset(Dataset):
