@@ -15,7 +15,7 @@ overrides over the real training config (``conf/train.yaml``) and measures, in o
 3. **Full training loop** (patches/s): short ``Trainer.fit`` runs on the cached loader in the
    fastest setting of 2, alternating with runs of that setting's step alone; the ratio of the
    two is the share of the step's speed that the loop keeps.
-4. **Inference** (SR megapixels/s, peak resident memory): ``srlab.inference.make_predictor``
+4. **Inference** (SR megapixels/s, peak resident memory): ``srlab.app.infer.make_predictor``
    on a ``bench.infer_size`` square LR image, whole and tiled (``bench.tile``,
    ``bench.tile_overlap``), in the precision and layout of the fastest setting.
 
@@ -58,12 +58,12 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader, Dataset
 
-from srlab.cli import report_user_errors
-from srlab.config_check import check_targets
+from srlab.app.infer import autocast_dtype, make_predictor, resolve_device
 from srlab.data.datamodule import usable_cpus
 from srlab.errors import ConfigError
-from srlab.inference import autocast_dtype, make_predictor, resolve_device
-from srlab.throughput import slow_precision_warning
+from srlab.runtime.config_check import check_targets
+from srlab.runtime.hydra import configure_hydra, report_user_errors
+from srlab.tracking.throughput import slow_precision_warning
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ BENCH_DEFAULTS: dict[str, Any] = {
     # Training-step settings: precision (fp32 | bf16 | fp16), then _cl (channels-last) and/or
     # _compile (torch.compile of the network); fp32_eager is the reference. auto: the bf16
     # settings where bf16 is fast (GPUs, AVX-512/AMX CPUs), else fp32 ones (AVX2 CPUs, where
-    # bf16 steps are over 10x slower than fp32: srlab.throughput.slow_precision_warning).
+    # bf16 steps are over 10x slower than fp32: srlab.tracking.throughput.slow_precision_warning).
     "settings": "auto",
     # Settings are timed in rounds, each fitting every setting again for warmup + steps steps,
     # so that other processes' load, which comes and goes, weighs on all settings alike.
@@ -640,5 +640,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    configure_hydra()
     sys.argv[1:] = benchmark_overrides(sys.argv[1:])
     main()

@@ -2,8 +2,8 @@
 
 import sys
 
-from srlab.cli import report_user_errors
-from srlab.compare import main
+from srlab.app.compare import main
+from srlab.runtime.hydra import report_user_errors
 
 if __name__ == "__main__":
     with report_user_errors():

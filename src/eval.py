@@ -6,8 +6,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from srlab.cli import report_user_errors
-from srlab.evaluation import evaluate
+from srlab.app.evaluate import evaluate
+from srlab.runtime.hydra import configure_hydra, report_user_errors
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
@@ -18,4 +18,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    configure_hydra()
     main()

@@ -8,8 +8,8 @@ fails or does not match eager PyTorch within parity.atol.
 import hydra
 from omegaconf import DictConfig
 
-from srlab.cli import report_user_errors
 from srlab.export import export
+from srlab.runtime.hydra import configure_hydra, report_user_errors
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
@@ -20,4 +20,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    configure_hydra()
     main()

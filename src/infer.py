@@ -8,8 +8,8 @@ failed (each is reported with its reason; the others are still written).
 import hydra
 from omegaconf import DictConfig
 
-from srlab.cli import report_user_errors
-from srlab.inference import infer
+from srlab.app.infer import infer
+from srlab.runtime.hydra import configure_hydra, report_user_errors
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="infer")
@@ -22,4 +22,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    configure_hydra()
     main()

@@ -3,9 +3,9 @@
 import hydra
 from omegaconf import DictConfig
 
-from srlab.cli import report_user_errors
-from srlab.launch import export_submitit_ranks
-from srlab.pipeline import train
+from srlab.app.train import train
+from srlab.runtime.hydra import configure_hydra, report_user_errors
+from srlab.runtime.launch import export_submitit_ranks
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -19,4 +19,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    configure_hydra()
     main()

@@ -10,6 +10,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from srlab.runtime.hydra import configure_hydra
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
 
@@ -23,6 +25,7 @@ def compose_config(
     """The config a ``python src/<config_name>.py <overrides>`` run launched from ``root_dir``
     would get, writing to ``output_dir``; also sets the HydraConfig singleton as
     ``@hydra.main`` does."""
+    configure_hydra()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg):

@@ -14,11 +14,11 @@ from helpers import REPO_ROOT, compose_config
 from test_tracking import assert_git_state
 from torch.utils.data import DataLoader, TensorDataset
 
-from srlab.compare import compare, main
+from srlab.app.compare import compare, main
+from srlab.app.train import train
 from srlab.errors import SRLabError
-from srlab.pipeline import train
-from srlab.records import read_run, summarize
 from srlab.tracking import RunRecords
+from srlab.tracking.records import read_run, summarize
 
 # One whole image per validation and test: validation dominates the time of these runs.
 FAST = [

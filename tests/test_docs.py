@@ -18,7 +18,7 @@ A command is, by the lists below:
   ``<checkpoint>``, ``<SR images>``, ``/data/my_photos``) filled from what earlier commands
   of the same test wrote (:func:`fill_placeholders`). It must exit with status 0.
 - **CONFIG_ONLY**: composed by Hydra from its arguments as written (every job of a ``-m``
-  sweep), every key checked and the data module and network built (``srlab.pipeline.build``),
+  sweep), every key checked and the data module and network built (``srlab.app.train.build``),
   not trained: commands that differ from a run one only in values, or that need GPUs.
 - **SLOW**: run as above, under ``-m slow`` only (the reason says why).
 - **NOT_RUN**: what cannot run here, named with the reason.
@@ -391,7 +391,7 @@ def build_only(args: list[str], ws: Path, tmp_path: Path) -> None:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from srlab.pipeline import build
+    from srlab.app.train import build
 
     assert args[0] == "src/train.py", "CONFIG_ONLY is for training commands"
     overrides = [a for a in args[1:] if a not in ("-m", "--multirun")]

@@ -11,8 +11,8 @@ import torch
 from helpers import compose_config
 from PIL import Image
 
+from srlab.app.evaluate import Protocol, build_net, evaluate, match_folders
 from srlab.errors import ConfigError, DataError
-from srlab.evaluation import Protocol, build_net, evaluate, match_folders
 from srlab.imaging import self_ensemble, tiled_forward
 from srlab.models import EDSR, Bicubic
 

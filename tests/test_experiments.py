@@ -15,8 +15,8 @@ import pytest
 import torch
 from helpers import CONF_DIR, compose_config
 
+from srlab.app.train import train
 from srlab.models import EDSR
-from srlab.pipeline import train
 
 RECIPES = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 SHRINK = {

@@ -1,6 +1,6 @@
 """SRGANTask through the real configs (experiment=esrgan_smoke): which network each step
 updates, clipping under mixed precision, schedulers, exact resume, EMA, and the W&B run of
-``srlab.pipeline.train``."""
+``srlab.app.train.train``."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
 from lightning.pytorch.plugins import MixedPrecision
 from torch.utils.data import DataLoader
 
+from srlab.app.train import train
 from srlab.errors import ConfigError
 from srlab.models import load_pretrained
 from srlab.models.pretrained import read_state_dict
-from srlab.pipeline import train
 from srlab.tasks import SRGANTask
 
 SMOKE = ["experiment=esrgan_smoke"]

@@ -17,10 +17,8 @@ import torch
 from helpers import REPO_ROOT, compose_config
 from PIL import Image
 
-from srlab.errors import ConfigError, ImageReadError
-from srlab.evaluation import build_net
-from srlab.imaging import imresize
-from srlab.inference import (
+from srlab.app.evaluate import build_net
+from srlab.app.infer import (
     InferenceOptions,
     LoadedImage,
     find_inputs,
@@ -32,6 +30,8 @@ from srlab.inference import (
     upscale_images,
     write_png16,
 )
+from srlab.errors import ConfigError, ImageReadError
+from srlab.imaging import imresize
 from srlab.models import EDSR
 
 RNG = np.random.default_rng(0)

@@ -8,8 +8,8 @@ from rich.table import Table
 from torch import nn
 
 from srlab.models import EDSR
+from srlab.models.complexity import NetworkComplexity, count_macs, summary, summary_table
 from srlab.models.rrdbnet import RRDBNet
-from srlab.models.summary import ModelSummary, count_macs, summary, summary_table
 
 CONV64 = 9 * 64 * 64  # 36,864 MACs per output pixel of a 3x3 conv 64 -> 64
 
@@ -87,7 +87,7 @@ def test_defaults_scale_inference_and_mode() -> None:
 
 
 def test_str_and_table() -> None:
-    s = ModelSummary(name="RRDBNet", scale=4, params=16_697_987, macs_per_lr_pixel=17_926_848)
+    s = NetworkComplexity(name="RRDBNet", scale=4, params=16_697_987, macs_per_lr_pixel=17_926_848)
     assert (
         str(s) == "RRDBNet x4: 16.70 M params, 17.93 M MACs/LR px (1032.6 G for a 1280x720 output)"
     )

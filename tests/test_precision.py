@@ -115,7 +115,7 @@ def test_mixed_precision_step_and_validation_match_fp32(
     tmp_path: Path, regression: list[str], fp32_regression: dict, precision: str, monkeypatch
 ) -> None:
     # As on an AVX2 CPU, where bf16 convolutions are slow: the run says so.
-    monkeypatch.setattr("srlab.throughput.cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr("srlab.tracking.throughput.cpu_has_fast_bf16", lambda: False)
     with pytest.warns(UserWarning, match="without fast bfloat16 kernels"):
         metrics, task, trainer = run_one_step(
             tmp_path, [*regression, f"trainer.precision={precision}"]

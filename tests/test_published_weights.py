@@ -28,8 +28,8 @@ from helpers import compose_config
 from PIL import Image
 from releases import random_srcnn_mat, random_vdsr_mat
 
+from srlab.app.evaluate import evaluate
 from srlab.errors import ConfigError
-from srlab.evaluation import evaluate
 from srlab.imaging import imresize
 from srlab.models import PretrainedError, load_pretrained
 from srlab.models.pretrained import convert_state_dict, read_state_dict

@@ -21,7 +21,7 @@ import yaml
 from helpers import REPO_ROOT, compose_config
 from omegaconf import OmegaConf
 
-from srlab.launch import RANK_CONFIG
+from srlab.runtime.launch import RANK_CONFIG
 
 SPECS = sorted((REPO_ROOT / "sweeps").glob("*.yaml"))
 # Two optimizer steps, one validation on one image, no test: the least a job can do and still
@@ -138,7 +138,7 @@ def test_submitit_local_sweep_runs_one_task_per_rank(tmp_path: Path, capsys) -> 
     assert not any((job / ".hydra" / RANK_CONFIG).exists() for job in jobs)
 
     # src/compare.py on that sweep: the table of both jobs, and the plot of their curves.
-    from srlab.compare import main as compare_main
+    from srlab.app.compare import main as compare_main
 
     out = tmp_path / "compare"
     assert compare_main([str(sweep_dir), "--out", str(out)]) == 0
@@ -151,7 +151,9 @@ def test_submitit_local_sweep_runs_one_task_per_rank(tmp_path: Path, capsys) -> 
 def test_run_and_sweep_folders_have_a_random_suffix(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
 
-    import srlab.cli  # noqa: F401  registers ${srlab.uid:}, as every entry point does
+    from srlab.runtime.hydra import configure_hydra
+
+    configure_hydra()  # registers ${srlab.uid:}, as every entry point does
 
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO_ROOT / "conf")):
         first = compose("train", [f"paths.log_dir={tmp_path}"], return_hydra_config=True)
@@ -216,7 +218,7 @@ def test_ranks_started_outside_lightning_need_one_run_folder(
     from omegaconf import open_dict
 
     from srlab.errors import ConfigError
-    from srlab.launch import ranks_rerun_this_job
+    from srlab.runtime.launch import ranks_rerun_this_job
 
     # Rank 0 of two as torchrun starts it (no process group is created: nothing is fitted).
     for key, value in {"RANK": "0", "LOCAL_RANK": "0", "GROUP_RANK": "0", "WORLD_SIZE": "2",

@@ -17,10 +17,10 @@ from hydra.utils import instantiate
 from PIL import Image
 from skimage import data
 
+from srlab.app.train import train
 from srlab.errors import ConfigError
 from srlab.models import summary
-from srlab.pipeline import train
-from srlab.throughput import slow_precision_warning
+from srlab.tracking.throughput import slow_precision_warning
 
 FAST = ["debug=fast", "logger=csv", "test=false", "callbacks.throughput.window_size=2"]
 
@@ -48,11 +48,11 @@ def test_a_short_run_logs_patches_and_flops_per_second(tmp_path: Path) -> None:
 
 def test_bf16_is_flagged_only_on_cpus_without_fast_bf16(monkeypatch) -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr("srlab.throughput.cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr("srlab.tracking.throughput.cpu_has_fast_bf16", lambda: False)
     assert "32-true" in slow_precision_warning("bf16-mixed", cpu)
     assert slow_precision_warning("32-true", cpu) is None
     assert slow_precision_warning("bf16-mixed", cuda) is None
-    monkeypatch.setattr("srlab.throughput.cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr("srlab.tracking.throughput.cpu_has_fast_bf16", lambda: True)
     assert slow_precision_warning("bf16-mixed", cpu) is None
 
 

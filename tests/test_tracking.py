@@ -10,7 +10,7 @@ import pytest
 from helpers import _leveldb_records, compose_config, offline_runs, read_offline_run
 from omegaconf import DictConfig
 
-from srlab.pipeline import train
+from srlab.app.train import train
 from srlab.tracking import (
     git_state,
     has_api_key,

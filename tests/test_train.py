@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import compose_config, offline_runs, read_offline_run
 
-from srlab.pipeline import train
+from srlab.app.train import train
 
 FAST = ["debug=fast", "trainer.accelerator=cpu"]
 

@@ -43,8 +43,8 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from srlab.app.evaluate import build_net
 from srlab.errors import ConfigError, SRLabError
-from srlab.evaluation import build_net
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import pytest
 from helpers import compose_config
 from PIL import Image
 
+from srlab.app.train import train
 from srlab.data import SRDataModule
 from srlab.errors import DataError, DatasetNotFoundError
-from srlab.pipeline import train
 
 
 def _png(path: Path, height: int, width: int, seed: int = 0) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from helpers import compose_config
 
-from srlab.config_check import accepted_keys
+from srlab.app.train import train
 from srlab.errors import ConfigError
-from srlab.pipeline import train
+from srlab.runtime.config_check import accepted_keys
 from srlab.tasks import RegressionTask
 
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 from helpers import REPO_ROOT, compose_config
 
-from srlab.pipeline import train
+from srlab.app.train import train
 
 STEPS = 9
 # 10 training images x repeat 2 / batch 3 = 6 batches per epoch (the last incomplete one is

@@ -11,8 +11,8 @@ import pytest
 import torch
 from helpers import REPO_ROOT, compose_config
 
+from srlab.app.train import train
 from srlab.errors import NonFiniteLossError
-from srlab.pipeline import train
 
 FAST = ["debug=fast", "trainer.accelerator=cpu", "logger=csv", "test=false"]
 

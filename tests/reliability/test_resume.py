@@ -16,8 +16,8 @@ import pytest
 import torch
 from helpers import REPO_ROOT, compose_config
 
-from srlab.checkpoints import resolve_ckpt_path
-from srlab.pipeline import train
+from srlab.app.train import train
+from srlab.runtime.checkpoints import resolve_ckpt_path
 
 FAST = ["debug=fast", "trainer.accelerator=cpu", "logger=csv", "test=false"]
 
@@ -75,7 +75,7 @@ def test_sigterm_checkpoints_and_ckpt_last_resumes(tmp_path: Path) -> None:
 
 
 def test_a_save_cut_short_leaves_the_previous_checkpoint_intact(tmp_path: Path, monkeypatch):
-    from srlab.checkpoints import AtomicCheckpointIO
+    from srlab.runtime.checkpoints import AtomicCheckpointIO
 
     io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"
@@ -94,7 +94,7 @@ def test_a_save_cut_short_leaves_the_previous_checkpoint_intact(tmp_path: Path, 
 
 
 def test_partial_files_of_killed_processes_are_removed_by_the_next_save(tmp_path: Path) -> None:
-    from srlab.checkpoints import _HOST, AtomicCheckpointIO
+    from srlab.runtime.checkpoints import _HOST, AtomicCheckpointIO
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that no longer runs: a process SIGKILLed mid-save

@@ -6,13 +6,13 @@ exposes ``upscale`` and ``num_in_ch``. Shared building blocks live in :mod:`srla
 
 from srlab.models.bicubic import Bicubic
 from srlab.models.common import MeanShift, ResidualBlockNoBN, Upsample, conv3x3
+from srlab.models.complexity import NetworkComplexity, summary
 from srlab.models.edsr import EDSR
 from srlab.models.fsrcnn import FSRCNN
 from srlab.models.pretrained import PretrainedError, load_pretrained
 from srlab.models.residual import BicubicResidual
 from srlab.models.rrdbnet import RRDBNet
 from srlab.models.srcnn import SRCNN
-from srlab.models.summary import ModelSummary, summary
 from srlab.models.vdsr import VDSR
 
 __all__ = [
@@ -22,7 +22,7 @@ __all__ = [
     "SRCNN",
     "VDSR",
     "RRDBNet",
-    "ModelSummary",
+    "NetworkComplexity",
     "PretrainedError",
     "load_pretrained",
     "summary",

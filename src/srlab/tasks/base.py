@@ -23,10 +23,10 @@ from srlab.errors import ConfigError, NonFiniteLossError
 from srlab.imaging.imresize import imresize
 from srlab.metrics import PSNRY, SSIMY, quantize
 from srlab.models.channels import super_resolve
+from srlab.models.complexity import summary
 from srlab.models.pretrained import load_pretrained
-from srlab.models.summary import summary
-from srlab.throughput import slow_precision_warning
 from srlab.tracking.images import log_images
+from srlab.tracking.throughput import slow_precision_warning
 
 STAGES = ("val", "test")
 MAX_PANEL_SIDE = 480  # comparison images are centre crops of at most this many HR pixels
@@ -117,7 +117,7 @@ class SRTask(L.LightningModule):
         self.channels_last = bool(channels_last)
         self.compile_mode = compile_mode if compile else None
         self._speed_applied = False
-        # Compute of the network (from srlab.models.summary), measured at the first setup.
+        # Compute of the network (from srlab.models.complexity), measured at the first setup.
         self.macs_per_lr_pixel: float | None = None
         self._batch_lr_pixels: int | None = None
 
@@ -158,7 +158,7 @@ class SRTask(L.LightningModule):
     def setup(self, stage: str) -> None:
         """Create one pair of metrics (and bicubic metrics) per evaluation set, measure the
         network's MACs, warn once if ``trainer.precision`` is slow here
-        (:func:`srlab.throughput.slow_precision_warning`), then apply the speed settings
+        (:func:`srlab.tracking.throughput.slow_precision_warning`), then apply the speed settings
         (:meth:`apply_speed_settings`)."""
         datamodule = self.trainer.datamodule
         self.set_names = {"val": datamodule.val_set_names, "test": datamodule.test_set_names}

@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning as L
 
-from srlab.records import (
+from srlab.tracking.records import (
     append_history,
     is_run_dir,
     read_history,
@@ -25,7 +25,7 @@ BASELINE_SUFFIX = "_bicubic"  # the bicubic baseline: logged at the first valida
 class RunRecords(L.Callback):
     """Writes ``metrics.jsonl`` (every validation's metrics) and ``run.json`` (the summary).
 
-    These are what ``src/compare.py`` reads (format: :mod:`srlab.records`), so runs can be
+    These are what ``src/compare.py`` reads (format: :mod:`srlab.tracking.records`), so runs can be
     compared with any logger, W&B or none. Only rank 0 writes; every rank holds the same
     values, as the evaluation metrics are reduced over ranks before they are logged.
 

@@ -23,16 +23,13 @@ import hashlib
 import logging
 import os
 import pickle
-import secrets
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import setup_globals
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
@@ -56,44 +53,6 @@ _QUIET_RERUN = (
 )
 # How long a finished job waits for its other ranks to exit before killing them.
 _CHILD_EXIT_S = {True: 120.0, False: 10.0}  # keyed by "the job succeeded"
-
-
-def configure_hydra() -> None:
-    """What srlab's ``conf/`` needs before Hydra composes it: call once per entry point.
-
-    Registers the resolvers (:func:`register_resolvers`). ``conf/hydra/launcher/submitit_*``
-    carry the names of the submitit plugin's schemas, so that ``hydra/launcher=submitit_slurm``
-    gets srlab's defaults; Hydra 1.3 merges them onto the schemas as intended but warns that
-    this matching "will be removed in Hydra 1.2": that warning is silenced.
-    """
-    register_resolvers()
-    warnings.filterwarnings(
-        "ignore",
-        message=r"\s*'hydra/launcher/submitit_(local|slurm)' is validated against ConfigStore",
-    )
-
-
-def register_resolvers() -> None:
-    """Register ``${srlab.uid:}``, ``${srlab.cwd:}`` and Hydra's resolvers (``${hydra:}``, ``${now:}``).
-
-    ``${srlab.uid:}`` is a random 6-hex-digit id, one per process and config:
-    ``conf/hydra/default.yaml`` appends it to run and sweep folder names, whose ``${now:}``
-    part has one-second resolution, so two sweeps started in the same second (two users, a
-    job array) get two folders. It is cached like ``${now:}``: every job of a sweep, and
-    Hydra's copies of the config for them, see the same value.
-
-    Hydra registers its resolvers when it composes a config, but not on the
-    ``--experimental-rerun`` path that DDP ranks take (:func:`ranks_rerun_this_job`), where
-    ``paths.output_dir: ${hydra:runtime.output_dir}`` must still resolve.
-    """
-    setup_globals()
-    OmegaConf.register_new_resolver(
-        "srlab.uid", lambda: secrets.token_hex(3), use_cache=True, replace=True
-    )
-    # ${hydra:runtime.cwd} is set only once a job starts, but sweepers (basic, Optuna) resolve
-    # hydra.sweep.dir before that: run and sweep folders hang off the launch directory instead
-    # (the same directory, since srlab jobs never chdir).
-    OmegaConf.register_new_resolver("srlab.cwd", os.getcwd, use_cache=True, replace=True)
 
 
 def config_digest(cfg: DictConfig) -> str:
@@ -269,9 +228,7 @@ def _wait_for(procs: list[subprocess.Popen], timeout: float) -> None:
 __all__ = [
     "RANK_CONFIG",
     "config_digest",
-    "configure_hydra",
     "export_submitit_ranks",
     "ranks_rerun_this_job",
-    "register_resolvers",
     "save_rank_config",
 ]

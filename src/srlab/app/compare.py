@@ -1,7 +1,7 @@
 """Comparing runs from their local records (no W&B needed): a table and validation curves.
 
 ``python src/compare.py <run or sweep dirs...>`` reads each run's ``run.json`` and
-``metrics.jsonl`` (:mod:`srlab.records`), prints a table sorted by a metric, and writes it as
+``metrics.jsonl`` (:mod:`srlab.tracking.records`), prints a table sorted by a metric, and writes it as
 markdown and CSV beside a PNG of the validation curves.
 """
 
@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from srlab.errors import SRLabError
-from srlab.records import (
+from srlab.tracking.records import (
     HISTORY_FILE,
     SUMMARY_FILE,
     RunRecord,

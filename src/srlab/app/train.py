@@ -19,13 +19,17 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from srlab.checkpoints import forward_sigusr1_as_sigterm, newest_checkpoint, resolve_ckpt_path
-from srlab.config_check import check_targets
+from srlab.app.report import print_summary
 from srlab.data import SRDataModule
 from srlab.errors import ConfigError, SRLabError
-from srlab.launch import ranks_rerun_this_job
-from srlab.models import ModelSummary, summary
-from srlab.summary import print_summary
+from srlab.models import NetworkComplexity, summary
+from srlab.runtime.checkpoints import (
+    forward_sigusr1_as_sigterm,
+    newest_checkpoint,
+    resolve_ckpt_path,
+)
+from srlab.runtime.config_check import check_targets
+from srlab.runtime.launch import ranks_rerun_this_job
 from srlab.tracking import (
     RunIdCallback,
     finish_wandb,
@@ -77,7 +81,7 @@ def train(cfg: DictConfig) -> float | None:
 
 def build(
     cfg: DictConfig, prepare: bool = True
-) -> tuple[SRDataModule, L.LightningModule, ModelSummary]:
+) -> tuple[SRDataModule, L.LightningModule, NetworkComplexity]:
     """The data module, the task and the network's size for the training config ``cfg``.
 
     Everything a run needs before its Trainer, checked: every key under ``data``, ``model`` and
@@ -102,6 +106,7 @@ def build(
     # Size and compute of the network, to compare a run's speed with the hardware's peak.
     net_summary = summary(model.net, scale=cfg.scale, lr_size=32)
     log.info("model: %s", net_summary)
+    model.macs_per_lr_pixel = net_summary.macs_per_lr_pixel  # measured once per run
     return datamodule, model, net_summary
 
 
@@ -111,7 +116,7 @@ def _fit_and_test(
     model: L.LightningModule,
     datamodule: SRDataModule,
     loggers: list[Logger],
-    net_summary: ModelSummary,
+    net_summary: NetworkComplexity,
     ckpt_path: str | None,
 ) -> float | None:
     """Log the config, fit, test the best checkpoint, print the summary; the objective."""

@@ -21,7 +21,6 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from srlab.config_check import check_targets
 from srlab.data import get_image_set, list_pairs, load_pair, read_image
 from srlab.data.datasets import to_tensor
 from srlab.data.io import is_image_file
@@ -31,6 +30,7 @@ from srlab.metrics import psnr_y, quantize, ssim_y, to_y255
 from srlab.metrics.published import published
 from srlab.models import load_pretrained
 from srlab.models.channels import super_resolve
+from srlab.runtime.config_check import check_targets
 
 log = logging.getLogger(__name__)
 

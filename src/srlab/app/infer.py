@@ -51,9 +51,9 @@ from rich.progress import (
 )
 from torch import nn
 
+from srlab.app.evaluate import build_net
 from srlab.data.io import IMAGE_EXTENSIONS, is_image_file
 from srlab.errors import ConfigError, ImageReadError
-from srlab.evaluation import build_net
 from srlab.imaging import imresize, self_ensemble, tiled_forward
 from srlab.models.channels import super_resolve
 

@@ -15,11 +15,11 @@ import torch
 from rich.table import Table
 from torch import nn
 
-__all__ = ["ModelSummary", "count_macs", "summary", "summary_table"]
+__all__ = ["NetworkComplexity", "count_macs", "summary", "summary_table"]
 
 
 @dataclass(frozen=True)
-class ModelSummary:
+class NetworkComplexity:
     """Parameters and compute of one network at one scale.
 
     Attributes:
@@ -99,7 +99,7 @@ def count_macs(net: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
 
 def summary(
     net: nn.Module, scale: int | None = None, lr_size: int = 64, channels: int | None = None
-) -> ModelSummary:
+) -> NetworkComplexity:
     """Count the parameters and the MACs per LR pixel of ``net``.
 
     Runs one forward pass, in eval mode and without gradients, on a random
@@ -115,7 +115,7 @@ def summary(
         channels: Input channels; default ``net.num_in_ch``, else 3.
 
     Returns:
-        A :class:`ModelSummary`.
+        A :class:`NetworkComplexity`.
 
     Raises:
         ValueError: If the output size is not ``scale * lr_size``.
@@ -150,7 +150,7 @@ def summary(
             f"{type(net).__name__}: output side {out_size} is not scale {scale} x lr_size "
             f"{lr_size}; pass the network's real scale"
         )
-    return ModelSummary(
+    return NetworkComplexity(
         name=type(net).__name__,
         scale=int(scale),
         params=sum(p.numel() for p in net.parameters()),
@@ -158,7 +158,7 @@ def summary(
     )
 
 
-def summary_table(items: Iterable[nn.Module | ModelSummary], lr_size: int = 64) -> Table:
+def summary_table(items: Iterable[nn.Module | NetworkComplexity], lr_size: int = 64) -> Table:
     """A rich table comparing networks: params, MACs per LR pixel, GMACs for a 720p output.
 
     Args:
@@ -172,7 +172,7 @@ def summary_table(items: Iterable[nn.Module | ModelSummary], lr_size: int = 64) 
     for column in ("model", "scale", "params (M)", "MACs / LR px (M)", "GMACs @ 1280x720 SR"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for item in items:
-        s = item if isinstance(item, ModelSummary) else summary(item, lr_size=lr_size)
+        s = item if isinstance(item, NetworkComplexity) else summary(item, lr_size=lr_size)
         table.add_row(
             s.name,
             f"x{s.scale}",
