@@ -256,3 +256,155 @@ def test_cuda_matches_cpu():
     out = imresize(image.cuda(), scale=1 / 3)
     assert out.device.type == "cuda"
     assert torch.equal(out.cpu(), imresize(image, scale=1 / 3))
+
+
+# --- the dense implementation this one replaced: new == old -------------------------------
+
+
+def _dense_cubic(x: np.ndarray) -> np.ndarray:
+    absx = np.abs(x)
+    absx2 = absx**2
+    absx3 = absx**3
+    return (1.5 * absx3 - 2.5 * absx2 + 1) * (absx <= 1) + (
+        -0.5 * absx3 + 2.5 * absx2 - 4 * absx + 2
+    ) * ((absx > 1) & (absx <= 2))
+
+
+@functools.cache
+def _dense_matrix(in_len: int, out_len: int, scale: float, antialiasing: bool) -> np.ndarray:
+    """The previous implementation's float64 [out_len, in_len] resampling matrix."""
+    if scale < 1 and antialiasing:
+
+        def kernel(x: np.ndarray) -> np.ndarray:
+            return scale * _dense_cubic(scale * x)
+
+        kernel_width = 4.0 / scale
+    else:
+        kernel = _dense_cubic
+        kernel_width = 4.0
+    x = np.arange(1, out_len + 1, dtype=np.float64)
+    u = x / scale + 0.5 * (1 - 1 / scale)
+    left = np.floor(u - kernel_width / 2)
+    indices = left[:, None] + np.arange(math.ceil(kernel_width) + 2, dtype=np.float64)[None, :]
+    weights = kernel(u[:, None] - indices)
+    weights = weights / weights.sum(axis=1, keepdims=True)
+    mirror = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])
+    real = mirror[np.mod(indices.astype(np.int64) - 1, 2 * in_len)]
+    matrix = np.zeros((out_len, in_len), dtype=np.float64)
+    np.add.at(matrix, (np.broadcast_to(np.arange(out_len)[:, None], real.shape), real), weights)
+    return matrix
+
+
+def _dense_imresize(image: torch.Tensor, scale=None, size=None, antialiasing=True):
+    """The previous implementation of ``imresize`` (two matmuls with dense matrices)."""
+    in_h, in_w = image.shape[-2:]
+    if scale is not None:
+        scales = (float(scale), float(scale))
+        out_size = (math.ceil(in_h * scale), math.ceil(in_w * scale))
+    else:
+        out_size = (int(size[0]), int(size[1]))
+        scales = (out_size[0] / in_h, out_size[1] / in_w)
+    is_integer = not image.dtype.is_floating_point
+    x = image.to(torch.float64 if is_integer else image.dtype)
+    for dim in (-2, -1) if scales[0] <= scales[1] else (-1, -2):
+        axis = dim + 2
+        weights = _dense_matrix(x.shape[dim], out_size[axis], scales[axis], antialiasing)
+        matrix = torch.tensor(weights, dtype=x.dtype)
+        x = torch.matmul(matrix, x) if dim == -2 else torch.matmul(x, matrix.T)
+        if is_integer:
+            truncated = torch.trunc(x)
+            x = truncated + torch.sign(x) * ((x - truncated).abs() >= 0.5).to(x.dtype)
+            x = x.clamp(0, 255)  # uint8, the only integer type these tests use
+    return x.to(image.dtype)
+
+
+DENSE_SIZES = [(17, 23), (31, 9), (45, 37), (48, 36), (1, 6), (2, 3)]
+DENSE_SCALES = {"1/2": 1 / 2, "1/3": 1 / 3, "1/4": 1 / 4, "2": 2.0, "3": 3.0, "4": 4.0}
+DENSE_SCALES |= {"0.37": 0.37, "1.7": 1.7}
+
+
+def _dense_case_kwargs(case: str, h: int, w: int) -> dict:
+    if case.startswith("scale="):
+        return {"scale": DENSE_SCALES[case.removeprefix("scale=")]}
+    return {
+        "size=(2h,5)": {"size": (2 * h, 5)},  # H grows, W shrinks (W first)
+        "size=(7,3w)": {"size": (7, 3 * w)},
+        "size=(3h,2w)": {"size": (3 * h, 2 * w)},  # two integer upscales, W first
+        "size=(4h,4w)": {"size": (4 * h, 4 * w)},  # the networks' call
+        "size=(h//3,2w+1)": {"size": (max(1, h // 3), 2 * w + 1)},
+    }[case]
+
+
+DENSE_CASES = [
+    *(f"scale={name}" for name in DENSE_SCALES),
+    "size=(2h,5)",
+    "size=(7,3w)",
+    "size=(3h,2w)",
+    "size=(4h,4w)",
+    "size=(h//3,2w+1)",
+]
+
+
+@pytest.mark.parametrize("aa", [True, False], ids=["aa", "no_aa"])
+@pytest.mark.parametrize("case", DENSE_CASES)
+def test_matches_dense_implementation(case: str, aa: bool) -> None:
+    generator = torch.Generator().manual_seed(len(case) + aa)
+    for h, w in DENSE_SIZES:
+        kwargs = _dense_case_kwargs(case, h, w)
+        u8 = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=generator)
+        got = imresize(u8, antialiasing=aa, **kwargs)
+        assert torch.equal(got, _dense_imresize(u8, antialiasing=aa, **kwargs)), (h, w)
+        image = torch.rand(2, 3, h, w, generator=generator)
+        for dtype, atol in ((torch.float32, 1e-6), (torch.float64, 1e-12)):
+            x = image.to(dtype)
+            want = _dense_imresize(x, antialiasing=aa, **kwargs)
+            got = imresize(x, antialiasing=aa, **kwargs)
+            assert got.dtype == dtype and got.shape == want.shape, (h, w)
+            torch.testing.assert_close(got, want, rtol=0, atol=atol, msg=f"{dtype} {h}x{w}")
+
+
+def test_large_integer_upscale_and_shrink_match_dense() -> None:
+    # Sizes past one block of outputs and long enough for float64 positions to drift.
+    generator = torch.Generator().manual_seed(7)
+    u8 = torch.randint(0, 256, (1, 301, 257), dtype=torch.uint8, generator=generator)
+    for kwargs in ({"scale": 3}, {"scale": 4}, {"scale": 1 / 3}, {"scale": 0.37}):
+        assert torch.equal(imresize(u8, **kwargs), _dense_imresize(u8, **kwargs)), kwargs
+
+
+def test_output_is_contiguous():
+    image = torch.rand(2, 3, 9, 11)
+    for kwargs in ({"scale": 4}, {"scale": 0.37}, {"size": (5, 33)}, {"size": (9, 11)}):
+        assert imresize(image, **kwargs).is_contiguous(), kwargs
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.jit.*")
+def test_torch_compile_inductor_matches_eager():
+    # The networks' path (integer upscale by size); fullgraph: no graph break. About 12 s of
+    # inductor compilation on a 2-core CPU.
+    torch._dynamo.reset()
+    image = torch.rand(1, 3, 13, 17)
+    compiled = torch.compile(imresize, fullgraph=True)
+    torch.testing.assert_close(
+        compiled(image, size=(52, 68)), imresize(image, size=(52, 68)), rtol=0, atol=1e-6
+    )
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.jit.*")
+@pytest.mark.slow(reason="each case is a fresh inductor compilation, ~12 s each on 2 CPU cores")
+@pytest.mark.parametrize(
+    ("shape", "dtype", "kwargs"),
+    [
+        ((3, 24, 18), torch.uint8, {"scale": 1 / 3}),
+        ((1, 3, 29, 31), torch.float32, {"scale": 0.37}),
+        ((1, 3, 11, 7), torch.float32, {"size": (33, 14)}),
+    ],
+)
+def test_torch_compile_inductor_other_paths(shape, dtype, kwargs):
+    torch._dynamo.reset()
+    generator = torch.Generator().manual_seed(0)
+    if dtype == torch.uint8:
+        image = torch.randint(0, 256, shape, dtype=dtype, generator=generator)
+    else:
+        image = torch.rand(shape, generator=generator)
+    got = torch.compile(imresize, fullgraph=True)(image, **kwargs)
+    torch.testing.assert_close(got, imresize(image, **kwargs), rtol=0, atol=1e-6)
