@@ -47,6 +47,8 @@ class SRTask(L.LightningModule):
     Args:
         net: the SR network, mapping LR [B, C, h, w] to SR [B, C, s*h, s*w]; it declares its
             scale as ``net.upscale`` (and its channels as ``net.num_in_ch``, default 3).
+        name: the model's name (``model.name``: the config's), which names runs and finds the
+            model's published numbers (:mod:`srlab.metrics.published`).
         num_log_images: LR (bicubic-upscaled) | SR | HR comparisons logged per evaluation set
             at each validation, and written as PNGs under ``<output_dir>/images/``.
         pretrained: weights to start from: a path or URL of an srlab checkpoint (``.ckpt``,
@@ -80,6 +82,7 @@ class SRTask(L.LightningModule):
     def __init__(
         self,
         net: nn.Module,
+        name: str = "model",
         num_log_images: int = 3,
         pretrained: str | None = None,
         pretrained_ignore: Sequence[str] = (),
@@ -105,6 +108,7 @@ class SRTask(L.LightningModule):
                 sha256=pretrained_sha256,
             )
         self.net = net
+        self.name = name
         self.scale = int(net.upscale)
         self.num_log_images = num_log_images
         self.max_nonfinite_steps = max_nonfinite_steps
