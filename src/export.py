@@ -8,7 +8,7 @@ fails or does not match eager PyTorch within parity.atol.
 import hydra
 from omegaconf import DictConfig
 
-from srlab.export import export
+from srlab.app.export import export
 from srlab.runtime.hydra import configure_hydra, report_user_errors
 
 

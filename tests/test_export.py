@@ -13,7 +13,7 @@ import torch
 from helpers import compose_config
 
 from srlab.errors import SRLabError
-from srlab.export import ExportError, _require, export
+from srlab.app.export import ExportError, _require, export
 from srlab.imaging import imresize
 from srlab.models import EDSR
 from srlab.models.rrdbnet import RRDBNet
@@ -109,14 +109,16 @@ def test_gan_lightning_checkpoint_exports_its_generator(tmp_path: Path) -> None:
         torch.testing.assert_close(torch.jit.load(str(result.path))(lr), generator(lr))
 
 
-def test_network_with_matlab_bicubic_inside_exports_for_one_size(tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match="dynamic=false input_size"):
-        export(export_cfg(tmp_path, "model=bicubic", "format=torchscript"))
+def test_network_with_matlab_bicubic_inside_exports_with_dynamic_sizes(tmp_path: Path) -> None:
+    for fmt in ("torchscript", "onnx"):
+        output = tmp_path / f"bicubic.{fmt}"
+        result = export(export_cfg(tmp_path, "model=bicubic", f"format={fmt}", f"output={output}"))
+        assert result.ok and result.parity_shape == (1, 3, 17, 23)
     result = export(
         export_cfg(tmp_path, "model=bicubic", "format=onnx", "dynamic=false", "input_size=[10,12]")
     )
     assert result.ok and result.parity_shape == (2, 3, 10, 12)
-    # Tracing ran imresize on the tracer's tensors: its weight cache must not keep them.
+    # Tracing ran imresize on the tracer's tensors: nothing of them may stay behind.
     image = torch.rand(1, 3, 10, 12)
     assert imresize(image, size=(20, 24)).shape == (1, 3, 20, 24)
 

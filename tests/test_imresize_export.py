@@ -1,7 +1,7 @@
 """Networks with the MATLAB-bicubic ``imresize`` in their forward export with dynamic sizes.
 
 The default model, ``edsr_tiny`` (``BicubicResidual``: MATLAB-bicubic upscale + EDSR), goes
-through the project's own export path (``srlab.export.export``, what ``src/export.py`` runs)
+through the project's own export path (``srlab.app.export.export``, what ``src/export.py`` runs)
 to ONNX and TorchScript with dynamic batch, height and width; the written files are then run
 on their own (ONNX Runtime, ``torch.jit.load``) at two sizes other than the example's and
 the parity check's, and compared with the PyTorch network. SRCNN, VDSR and the bicubic
@@ -22,7 +22,7 @@ from helpers import compose_config
 from hydra.utils import instantiate
 from torch import nn
 
-from srlab.export import export, export_torchscript, run_exported
+from srlab.app.export import export, export_torchscript, run_exported
 from srlab.imaging import imresize
 from srlab.models import SRCNN, VDSR
 from srlab.models.bicubic import Bicubic

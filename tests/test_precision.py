@@ -31,7 +31,7 @@ ONE_STEP = [
     "trainer.val_check_interval=1",
     "trainer.limit_val_batches=1",
 ]
-# EDSR without the bicubic residual of edsr_tiny, whose MATLAB imresize (numpy) breaks graphs.
+# EDSR-baseline at a small size: the compiled graph is the network's alone.
 REGRESSION = ["model=edsr_baseline", "model.net.num_feat=8", "model.net.num_block=1"]
 # Both networks, pixel and adversarial terms from the first step; no perceptual VGG (its
 # convolutions are slow in bf16 on a CPU) and no validation (whole-image scoring is SRTask's,

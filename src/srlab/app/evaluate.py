@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Protocol:
-    """How SR images are scored (DESIGN section 4); the defaults are the literature's.
+    """How SR images are scored (README, "Evaluation protocol"); the defaults are the literature's.
 
     Args:
         channel: ``y`` (MATLAB's Y) or ``rgb``.

@@ -23,7 +23,7 @@ against the Set5/Set14 LR images MATLAB made):
 
 How it is computed: sparsely, in torch only, so that it runs on any device, under
 ``torch.compile``, and inside networks exported to ONNX or TorchScript with dynamic sizes
-(``src/srlab/export.py``; the MATLAB-bicubic networks in ``src/srlab/models/`` call it in
+(``src/srlab/app/export.py``; the MATLAB-bicubic networks in ``src/srlab/models/`` call it in
 their forward). The only Python numbers are the scale factors, which fix the number of
 taps; tap positions and weights are computed in torch from the (possibly symbolic or
 traced) sizes. Each pass is one of:

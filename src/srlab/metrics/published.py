@@ -1,7 +1,7 @@
 """Published PSNR/SSIM of well-known methods, to print beside srlab's own results.
 
 Y-channel PSNR (dB) / SSIM, ``scale`` pixels shaved, mean over images: the protocol srlab
-implements (DESIGN section 4). Each row names the table it was transcribed from. The
+implements (README, "Evaluation protocol"). Each row names the table it was transcribed from. The
 bicubic rows of Set5 and Set14 are reproduced by srlab itself (tests/test_protocol.py).
 
 Rows were transcribed by hand from the cited tables; a value that disagrees with the

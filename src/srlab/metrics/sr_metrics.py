@@ -1,4 +1,4 @@
-"""Y-channel PSNR and SSIM exactly as the SR literature computes them (DESIGN section 4).
+"""Y-channel PSNR and SSIM exactly as the SR literature computes them (README, "Evaluation protocol").
 
 Protocol, for an SR output ``sr`` and its ground truth ``hr`` (float ``[B, C, H, W]`` in
 [0, 1], equal shapes):
@@ -124,7 +124,7 @@ def _scoring_pair(
 
 
 def psnr_y(sr: Tensor, hr: Tensor, shave: int, channel: str = "y", round_y: bool = False) -> Tensor:
-    """Per-image PSNR on the scoring channel, after quantizing and shaving (DESIGN section 4).
+    """Per-image PSNR on the scoring channel, after quantizing and shaving (README, "Evaluation protocol").
 
     ``PSNR = 10 log10(255^2 / MSE)``, with ``MSE`` the mean squared difference of the two
     scoring channels (:func:`to_y255`) over the image without its ``shave``-pixel border,
@@ -186,7 +186,7 @@ def _filter_valid(planes: Tensor, profile: Tensor) -> Tensor:
 
 
 def ssim_y(sr: Tensor, hr: Tensor, shave: int, channel: str = "y", round_y: bool = False) -> Tensor:
-    """Per-image SSIM of Wang et al. (2004) on the scoring channel (DESIGN section 4).
+    """Per-image SSIM of Wang et al. (2004) on the scoring channel (README, "Evaluation protocol").
 
     With local statistics taken under an 11x11 Gaussian window (sigma 1.5, normalized),
 
@@ -259,24 +259,31 @@ class _MeanOverImages(Metric):
     sum: Tensor
     count: Tensor
 
-    def __init__(self, shave: int, **kwargs) -> None:
-        """Create the metric; ``shave`` is the border cut on every side (usually the scale)."""
+    def __init__(self, shave: int, channel: str = "y", round_y: bool = False, **kwargs) -> None:
+        """Create the metric: ``shave`` is the border cut on every side (usually the scale),
+        ``channel`` and ``round_y`` the scoring channel (see :func:`to_y255`)."""
         super().__init__(**kwargs)
         if shave < 0:
             raise ValueError(f"shave must be >= 0, got {shave}")
-        self.shave = shave
+        if channel not in ("y", "rgb"):
+            raise ValueError(f"channel must be 'y' or 'rgb', got {channel!r}")
+        self.shave, self.channel, self.round_y = shave, channel, round_y
+        #: The per-image scores of the latest :meth:`update` (float64 ``[B]``), for reports
+        #: that list every image; not part of the state, so not reduced over processes.
+        self.last_scores: Tensor | None = None
         self.add_state("sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     @staticmethod
-    def _score(sr: Tensor, hr: Tensor, shave: int) -> Tensor:
+    def _score(sr: Tensor, hr: Tensor, shave: int, channel: str, round_y: bool) -> Tensor:
         raise NotImplementedError
 
     def update(self, sr: Tensor, hr: Tensor) -> None:
         """Add the per-image scores of a batch ``sr``/``hr`` (float ``[B, C, H, W]`` in [0, 1])."""
         # Scores are computed outside autograd: they are reported, never optimized.
         with torch.no_grad():
-            scores = self._score(sr.detach(), hr.detach(), self.shave)
+            scores = self._score(sr.detach(), hr.detach(), self.shave, self.channel, self.round_y)
+        self.last_scores = scores
         self.sum += scores.sum().to(self.sum)
         self.count += scores.numel()
 
@@ -297,6 +304,8 @@ class PSNRY(_MeanOverImages):
 
     Args:
         shave: pixels removed on every side before scoring (the scale, by convention).
+        channel: ``"y"`` (MATLAB's Y; the literature's) or ``"rgb"``, see :func:`to_y255`.
+        round_y: round Y to 8-bit levels first (MATLAB ``rgb2ycbcr`` on uint8).
         kwargs: passed to :class:`torchmetrics.Metric`.
 
     Shapes:
@@ -327,6 +336,8 @@ class SSIMY(_MeanOverImages):
 
     Args:
         shave: pixels removed on every side before scoring (the scale, by convention).
+        channel: ``"y"`` (MATLAB's Y; the literature's) or ``"rgb"``, see :func:`to_y255`.
+        round_y: round Y to 8-bit levels first (MATLAB ``rgb2ycbcr`` on uint8).
         kwargs: passed to :class:`torchmetrics.Metric`.
 
     Shapes:

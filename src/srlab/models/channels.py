@@ -1,6 +1,6 @@
 """Running a network on images whose channels differ from the network's own.
 
-The one place where colour conventions meet networks (DESIGN §2): an RGB network given a
+The one place where colour conventions meet networks: an RGB network given a
 grayscale image sees it as R=G=B and its output is reduced back to one channel; a Y-channel
 network given RGB super-resolves the MATLAB Y channel and takes Cb/Cr from the MATLAB-bicubic
 upscale, as the SRCNN/VDSR papers do.

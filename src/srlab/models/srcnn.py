@@ -20,7 +20,7 @@ class SRCNN(nn.Module):
     Super-Resolution", ECCV 2014), https://arxiv.org/abs/1501.00092.
 
     Architecture: MATLAB-bicubic upscale of the LR input by ``upscale`` (done here, inside
-    ``forward``, so that SRCNN maps LR to SR like every srlab network; DESIGN §2) ->
+    ``forward``, so that SRCNN maps LR to SR like every srlab network) ->
     ``conv1`` ``f1 x f1`` (``num_in_ch -> n1``) + ReLU -> ``conv2`` ``f2 x f2`` (``n1 -> n2``)
     + ReLU -> ``conv3`` ``f3 x f3`` (``n2 -> num_out_ch``). No residual connection.
 

@@ -18,7 +18,7 @@ class VDSR(nn.Module):
     Networks", CVPR 2016, https://arxiv.org/abs/1511.04587.
 
     Architecture: ``x = bicubic(lr)`` (MATLAB bicubic upscale, done here inside ``forward`` so
-    that VDSR maps LR to SR like every srlab network; DESIGN §2), then the global residual
+    that VDSR maps LR to SR like every srlab network), then the global residual
     ``out = x + body(x)``, where ``body`` is one ``nn.Sequential`` of ``num_layers`` 3x3 convs
     with zero padding 1 ('same') and biases: ``conv (C -> num_feat)`` + ReLU,
     ``num_layers - 2`` times ``conv (num_feat -> num_feat)`` + ReLU, ``conv (num_feat -> C)``.

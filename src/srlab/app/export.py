@@ -20,8 +20,9 @@ file that is wrong at other sizes. ``onnx.exporter=legacy`` selects the old expo
 to export, no ``onnxscript``) while it lasts.
 
 Networks that compute the MATLAB-bicubic upscale inside their forward (SRCNN, VDSR, the
-bicubic baseline, bicubic-residual models) build its weights from the image size in Python,
-so they can only be exported for one input size: ``dynamic=false input_size=[H,W]``.
+bicubic baseline, the default ``edsr_tiny``) export with dynamic sizes too: ``imresize`` is
+plain torch. A network that computes a size in Python can still fix the example's size; the
+parity check then fails, and ``dynamic=false input_size=[H,W]`` exports it for one size.
 """
 
 from __future__ import annotations
@@ -56,10 +57,8 @@ _INSTALL_HINT = (
     "install the export extra: pip install -e '.[export]' (onnx, onnxscript, onnxruntime)"
 )
 _FIXED_SIZE_HINT = (
-    "Networks that compute sizes in Python (the MATLAB-bicubic upscale inside SRCNN, VDSR, "
-    "bicubic) export only to ONNX with the dynamo exporter and for one input size: "
-    "format=onnx onnx.exporter=dynamo dynamic=false input_size=[H,W] (the LR size of the "
-    "images it will see)"
+    "A network that computes sizes in Python may export only for one input size: "
+    "dynamic=false input_size=[H,W] (the LR size of the images it will see)"
 )
 _RUNS_HINT = "Check that the network runs eagerly on an input of batch x input_size"
 
