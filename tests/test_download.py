@@ -34,7 +34,7 @@ from srlab.data.download import (
     main,
     missing_folders,
 )
-from srlab.download import FetchError, fetch
+from srlab.fetch import FetchError, fetch
 
 FAST = {"backoff": 0.01, "progress": False}  # retries without waiting, no bars in test logs
 

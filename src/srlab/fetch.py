@@ -1,9 +1,11 @@
 """Fetching one file over HTTP(S): a ``.part`` file renamed when complete, verified, retried.
 
-:func:`fetch` is the one download routine of srlab: pretrained weights
-(:func:`srlab.models.pretrained.download_weights`) and dataset archives
-(:mod:`srlab.data.download`) both use it, and add their own advice to its errors (where to
-put a file downloaded by hand).
+:func:`fetch` is srlab's one download routine: pretrained weights
+(:func:`srlab.weights.download_weights`) and dataset archives
+(:func:`srlab.data.download.download_sets`) both use it, and a failure is always a
+:class:`FetchError` (:class:`NetworkError` or :class:`ChecksumError`), whichever asked for
+the file. The caller adds its advice (where to put a copy downloaded by hand) as the
+error's ``hint`` and re-raises it.
 
 What it guarantees:
 
@@ -16,7 +18,16 @@ What it guarantees:
   (refused connection, unknown name) fails at once: without a network, retrying only delays
   the message that says what to download by hand.
 - A known SHA-256 (or, where only that is published, MD5) is checked on the bytes as they
-  arrive; a mismatch deletes the file and raises :class:`ChecksumError`.
+  arrive; a mismatch deletes the file, raises :class:`ChecksumError` and is not retried.
+
+Why the standard library's ``urllib`` and not a download library: ``torch.hub``'s
+``download_url_to_file`` (installed with torch) sets no timeout, so a stalled server hangs
+the run; it accepts a body cut short of its ``Content-Length`` when no hash is known (most
+dataset archives publish none, or only an MD5), checks a SHA-256 prefix only and retries
+nothing. ``pooch`` (on ``requests``) retries every failure, checksum mismatches included,
+with fixed pauses of 1 to 10 s, checks one hash per file, and would be one more dependency.
+Wrapping either to get the guarantees above takes more code than the one transfer loop
+below; ``urllib`` is maintained with Python itself.
 """
 
 from __future__ import annotations
@@ -36,7 +47,14 @@ from pathlib import Path
 
 from srlab.errors import SRLabError
 
-__all__ = ["ChecksumError", "FetchError", "fetch", "file_digest", "normalize_digest"]
+__all__ = [
+    "ChecksumError",
+    "FetchError",
+    "NetworkError",
+    "fetch",
+    "file_digest",
+    "normalize_digest",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +65,31 @@ _HEX_LENGTH = {"sha256": 64, "md5": 32}
 
 
 class FetchError(SRLabError):
-    """A URL could not be downloaded.
+    """A URL could not be downloaded: the base of every download failure, weights or data.
 
     Attributes:
         url: The URL.
-        reason: What went wrong, in words (no advice: callers add where to put a copy).
+        reason: What went wrong, in words.
+        hint: Advice that the caller added (where to put a copy downloaded by hand, which
+            option to change), or ``""``. It ends the message, after the reason and a full
+            stop; on a line of its own when it starts with a newline.
     """
 
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"could not download {url}: {reason}")
+    def __init__(self, url: str, reason: str, hint: str = "") -> None:
+        super().__init__(url, reason)
         self.url = url
         self.reason = reason
+        self.hint = hint
+
+    def __str__(self) -> str:
+        message = f"could not download {self.url}: {self.reason}"
+        if not self.hint:
+            return message
+        return f"{message}.{'' if self.hint[:1].isspace() else ' '}{self.hint}"
+
+
+class NetworkError(FetchError):
+    """The host cannot be reached, answered with an HTTP error, or every attempt broke off."""
 
 
 class ChecksumError(FetchError):
@@ -75,6 +107,7 @@ class ChecksumError(FetchError):
             f"{algorithm} mismatch: expected {expected}, got {actual}; the downloaded file was "
             "removed (the file on the server changed or was corrupted in transfer)",
         )
+        self.args = (url, algorithm, expected, actual)
         self.algorithm = algorithm
         self.expected = expected
         self.actual = actual
@@ -143,8 +176,9 @@ def fetch(
         ``dest`` as a Path.
 
     Raises:
-        FetchError: The URL cannot be reached or answered with an error, or every attempt
+        NetworkError: The URL cannot be reached or answered with an error, or every attempt
             was interrupted; no ``.part`` file is left.
+        FetchError: ``url`` is not an http(s) URL.
         ChecksumError: The bytes do not match ``sha256`` / ``md5``; nothing is left.
         ValueError: A checksum is not a hex digest.
     """
@@ -168,7 +202,7 @@ def fetch(
         except _Interrupted as exc:
             part.unlink(missing_ok=True)
             if attempt == attempts:
-                raise FetchError(
+                raise NetworkError(
                     url, f"{exc} ({attempts} attempt{'s' if attempts > 1 else ''})"
                 ) from exc
             delay = backoff * 2 ** (attempt - 1)
@@ -200,7 +234,7 @@ def _transfer(
 
     Raises:
         _Interrupted: a retryable failure.
-        FetchError: a permanent one.
+        NetworkError: a permanent one.
     """
     digests = {name: hashlib.new(name) for name in algorithms}
     try:
@@ -208,13 +242,13 @@ def _transfer(
     except urllib.error.HTTPError as exc:
         if exc.code in _RETRY_STATUS:
             raise _Interrupted(f"HTTP {exc.code} {exc.reason}") from exc
-        raise FetchError(url, f"HTTP {exc.code} {exc.reason}") from exc
+        raise NetworkError(url, f"HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
         # The connection was attempted and failed. A timeout may pass; a refused connection
         # or an unknown host name means no network (or a wrong URL): fail at once.
         if isinstance(exc.reason, TimeoutError | ConnectionResetError | ConnectionAbortedError):
             raise _Interrupted(str(exc.reason)) from exc
-        raise FetchError(url, str(exc.reason)) from exc
+        raise NetworkError(url, str(exc.reason)) from exc
     except TimeoutError as exc:
         raise _Interrupted(f"timed out after {timeout:g} s") from exc
     except (OSError, http.client.HTTPException) as exc:

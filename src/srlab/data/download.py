@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from srlab.data.catalog import CATALOG, Archive, Extract, ImageSet, get_image_set
-from srlab.data.io import is_image_file
-from srlab.download import ChecksumError, FetchError, fetch, file_digest
+from srlab.imaging.io import is_image_file
+from srlab.fetch import ChecksumError, FetchError, fetch, file_digest
 from srlab.errors import ConfigError, DataError
 
 __all__ = [

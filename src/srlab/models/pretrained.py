@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from srlab.download import ChecksumError, FetchError, fetch, file_digest, normalize_digest
+from srlab.fetch import ChecksumError, FetchError, fetch, file_digest, normalize_digest
 from srlab.errors import SRLabError
 
 __all__ = [
