@@ -34,7 +34,7 @@ from srlab.data.download import (
     main,
     missing_folders,
 )
-from srlab.fetch import FetchError, fetch
+from srlab.fetch import ChecksumError, FetchError, NetworkError, fetch
 
 FAST = {"backoff": 0.01, "progress": False}  # retries without waiting, no bars in test logs
 
@@ -281,10 +281,10 @@ def test_corrupted_archive_fails_the_checksum_and_leaves_nothing(
     good = server.files["/Fake_train_HR.zip"]
     server.files["/Fake_train_HR.zip"] = good[:-40] + bytes(40)  # damaged on the way
     root = tmp_path / "data"
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ChecksumError) as info:
         download_set("fake_div2k", root, base_url=server.base, **FAST)
     message = str(info.value)
-    assert "Fake_train_HR.zip" in message and "sha256" in message
+    assert "Fake_train_HR.zip" in message and "sha256" in message and "--no-verify" in message
     assert sha256(good) in message and sha256(server.files["/Fake_train_HR.zip"]) in message
     assert not (root / "FakeDIV2K").exists()
     assert leftovers(root) == []
@@ -368,7 +368,7 @@ def test_unreachable_host_names_the_urls_and_the_layout(
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}/mirror"
     root = tmp_path / "data"
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(NetworkError) as info:  # the fetch's own error, with the hint added
         download_set("fake_div2k", root, base_url=base, **FAST)
     message = str(info.value)
     resolved = root.resolve()

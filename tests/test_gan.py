@@ -19,9 +19,8 @@ from torch.utils.data import DataLoader
 
 from srlab.app.train import train
 from srlab.errors import ConfigError
-from srlab.models import load_pretrained
-from srlab.models.pretrained import read_state_dict
 from srlab.tasks import SRGANTask
+from srlab.weights import load_pretrained, read_state_dict
 
 SMOKE = ["experiment=esrgan_smoke"]
 # Mechanics tests need some perceptual term, not a deep one: the VGG forward stops at conv1_1.

@@ -22,7 +22,7 @@ from srlab.losses import (
 )
 from srlab.losses.vgg import VGG19_LAYER_NAMES
 from srlab.models.discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator
-from srlab.models.pretrained import PretrainedError
+from srlab.weights import PretrainedError
 
 REAL = torch.tensor([1.0, 2.0])
 FAKE = torch.tensor([0.0, -1.0])

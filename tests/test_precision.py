@@ -19,8 +19,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EMAWeightAveraging
 
 from srlab.errors import ConfigError
-from srlab.models import load_pretrained
 from srlab.tasks import SRTask
+from srlab.weights import load_pretrained
 
 # One training step, then one validation image.
 ONE_STEP = [

@@ -20,16 +20,19 @@ from torch import nn
 
 from srlab.errors import SRLabError
 from srlab.models import EDSR, SRCNN, BicubicResidual
-from srlab.models import pretrained as pretrained_module
-from srlab.models.pretrained import (
+from srlab.models.rrdbnet import RRDBNet
+from srlab.weights import (
+    ChecksumError,
     KeyLayout,
+    NetworkError,
     PretrainedError,
+    cache_path,
     load_pretrained,
     register_layout,
     rename_by_rules,
     trained_scale,
 )
-from srlab.models.rrdbnet import RRDBNet
+from srlab.weights import registry as registry_module
 
 TINY_RRDB = {"num_feat": 8, "num_block": 2, "num_grow_ch": 4}
 
@@ -74,7 +77,7 @@ def test_edsr_pytorch_weights_warn_without_img_range_255(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     state = edsr_pytorch_state(n_feats=8, n_resblocks=2)
-    with caplog.at_level(logging.WARNING, logger="srlab.models.pretrained"):
+    with caplog.at_level(logging.WARNING, logger="srlab.weights"):
         load_pretrained(EDSR(num_feat=8, num_block=2), save(state, tmp_path / "w.pt"))
     assert "img_range: 255" in caplog.text
 
@@ -313,7 +316,7 @@ def test_non_strict_loads_what_matches_and_warns(
     state["conv_first.weight"] = torch.randn(8, 1, 3, 3)
     net = RRDBNet(**TINY_RRDB)
     before = net.conv_first.weight.clone()
-    with caplog.at_level(logging.WARNING, logger="srlab.models.pretrained"):
+    with caplog.at_level(logging.WARNING, logger="srlab.weights"):
         load_pretrained(net, save(state, tmp_path / "w.pth"), strict=False)
     assert "conv_first.weight: expected [8, 3, 3, 3], found [8, 1, 3, 3]" in caplog.text
     assert torch.equal(net.conv_first.weight, before)
@@ -340,7 +343,7 @@ def test_missing_file_and_non_state_dict(tmp_path: Path) -> None:
 def test_new_layouts_register_without_editing_the_loader(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pretrained_module, "_LAYOUTS", dict(pretrained_module._LAYOUTS))
+    monkeypatch.setattr(registry_module, "_LAYOUTS", dict(registry_module._LAYOUTS))
     register_layout(
         KeyLayout(
             name="toy",
@@ -350,7 +353,7 @@ def test_new_layouts_register_without_editing_the_loader(
         )
     )
     with pytest.raises(ValueError, match="already registered"):
-        register_layout(pretrained_module._LAYOUTS["toy"])
+        register_layout(registry_module._LAYOUTS["toy"])
     weight, bias = torch.randn(2, 3, 3, 3), torch.randn(2)
     net = nn.Conv2d(3, 2, 3)
     load_pretrained(net, save({"first.w": weight, "first.b": bias}, tmp_path / "toy.pth"))
@@ -419,7 +422,7 @@ def test_wrong_sha256_raises_and_keeps_nothing(tmp_path: Path, http_server: tupl
     actual = hashlib.sha256((root / "w.pth").read_bytes()).hexdigest()
     cache = tmp_path / "cache"
     url = f"{base}/w.pth"
-    with pytest.raises(PretrainedError) as info:
+    with pytest.raises(ChecksumError) as info:
         load_pretrained(RRDBNet(**TINY_RRDB), url, sha256="0" * 64, cache_dir=cache)
     assert url in str(info.value) and "0" * 64 in str(info.value) and actual in str(info.value)
     assert files_under(cache) == [] and list(cache.iterdir()) == []
@@ -435,11 +438,11 @@ def test_unreachable_url_says_how_to_download_by_hand(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/weights/RRDB_PSNR_x4.pth"
-    with pytest.raises(PretrainedError) as info:
+    with pytest.raises(NetworkError) as info:
         load_pretrained(RRDBNet(**TINY_RRDB), url)
     message = str(info.value)
     assert url in message and "download it by hand to" in message
-    expected = pretrained_module._cache_path(url, None)
+    expected = cache_path(url)
     assert expected.is_relative_to(tmp_path / "env_cache") and str(expected) in message
     assert "pass a local path" in message
     assert list((tmp_path / "env_cache").iterdir()) == []

@@ -7,7 +7,7 @@ registry this project can reach, so the check is in two parts:
 - Without the weights, every step between the files and the published table is compared with a
   transcription of the authors' MATLAB test code, on random weights laid out as their files
   lay them out and written as real ``.mat`` files: the key layout and filter order
-  (``srcnn_matlab``, ``vdsr_matconvnet`` in ``srlab.models.pretrained``), padding (SRCNN's
+  (``srcnn_matlab``, ``vdsr_matconvnet`` in ``srlab.weights.layouts``), padding (SRCNN's
   ``imfilter(..., 'same', 'replicate')``, VDSR's zero ``'Pad', 1``), the global residual,
   the bicubic pre-upsampling inside the networks, and the test input (``eval.lr_from=y``: the
   HR's Y channel downscaled in floating point, which gives the published bicubic rows exactly).
@@ -31,10 +31,9 @@ from releases import random_srcnn_mat, random_vdsr_mat
 from srlab.app.evaluate import evaluate
 from srlab.errors import ConfigError
 from srlab.imaging import imresize
-from srlab.models import PretrainedError, load_pretrained
-from srlab.models.pretrained import convert_state_dict, read_state_dict
 from srlab.models.srcnn import SRCNN
 from srlab.models.vdsr import VDSR
+from srlab.weights import PretrainedError, convert_state_dict, load_pretrained, read_state_dict
 
 # -- the authors' test code, transcribed ----------------------------------------------------------
 
@@ -164,7 +163,7 @@ def test_vdsr_matconvnet_weights_of_another_depth_are_named(tmp_path: Path) -> N
 
 def _eval_cfg(out: Path, shared_data: Path, overrides: list[str]):
     return compose_config(
-        out, [f"data_root={shared_data / 'benchmarks'}", *overrides], config_name="eval"
+        out, [f"data.root={shared_data / 'benchmarks'}", *overrides], config_name="eval"
     )
 
 
@@ -176,7 +175,7 @@ BICUBIC_SET5 = {2: (33.66, 0.9299), 3: (30.39, 0.8682), 4: (28.42, 0.8104)}
 def test_lr_from_y_gives_the_published_bicubic_set5(
     shared_data: Path, tmp_path: Path, scale: int
 ) -> None:
-    overrides = ["model=bicubic", f"scale={scale}", "eval.lr_from=y", "eval.sets=[set5]"]
+    overrides = ["model=bicubic", f"scale={scale}", "eval.lr_from=y", "data.test_sets=[set5]"]
     results = evaluate(_eval_cfg(tmp_path, shared_data, overrides))
     set5 = results["datasets"]["Set5"]
     assert (round(set5["psnr"], 2), round(set5["ssim"], 4)) == BICUBIC_SET5[scale]
@@ -204,7 +203,7 @@ def test_srcnn_eval_is_the_authors_demo(shared_data: Path, tmp_path: Path) -> No
         "scale=3",
         f"model.pretrained={weights}",
         "eval.lr_from=y",
-        "eval.sets=[{name: Set5, hr_dir: Set5/HR, files: [butterfly.png]}]",
+        "data.test_sets=[{name: Set5, hr_dir: Set5/HR, files: [butterfly.png]}]",
     ]
     results = evaluate(_eval_cfg(tmp_path / "eval", shared_data, overrides))
 
@@ -231,7 +230,7 @@ def test_srcnn_eval_is_the_authors_demo(shared_data: Path, tmp_path: Path) -> No
     [
         (["eval.lr_from=yuv"], r"eval.lr_from='yuv': use one of \('rgb', 'y'\)"),
         (["eval.lr_from=y", "eval.channel=rgb"], "eval.channel='rgb' cannot be scored"),
-        (["eval.lr_from=y", "eval.lr=files"], "eval.lr=files asks for them"),
+        (["eval.lr_from=y", "data.lr=files"], "data.lr=files asks for them"),
     ],
 )
 def test_lr_from_conflicts_are_named(tmp_path: Path, overrides: list[str], message: str) -> None:
@@ -270,7 +269,7 @@ def test_authors_weights_reproduce_the_paper(
         f"scale={scale}",
         f"model.pretrained={weights}",
         "eval.lr_from=y",
-        "eval.sets=[set5,set14]",
+        "data.test_sets=[set5,set14]",
     ]
     results = evaluate(_eval_cfg(tmp_path, shared_data, overrides))
     for set_name, paper in zip(("Set5", "Set14"), PAPER_PSNR[(model, scale)], strict=True):

@@ -28,9 +28,9 @@ from srlab.errors import ConfigError, DataError
 from srlab.imaging import imresize, rgb_to_gray, self_ensemble, tiled_forward
 from srlab.metrics import psnr_y, quantize, ssim_y, to_y255
 from srlab.metrics.published import published
-from srlab.models import load_pretrained
 from srlab.models.channels import super_resolve
 from srlab.runtime.config_check import check_targets
+from srlab.weights import load_pretrained
 
 log = logging.getLogger(__name__)
 

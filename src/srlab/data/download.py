@@ -9,16 +9,15 @@ For each folder a set needs (HR, and the LR of the chosen scales) it
 
 1. skips the folder when it is already there with the expected number of images;
 2. fetches the archive that holds it into ``<root>/downloads/`` with
-   :func:`srlab.download.fetch` (a ``.part`` file renamed when complete, an interrupted
+   :func:`srlab.fetch.fetch` (a ``.part`` file renamed when complete, an interrupted
    transfer retried from the start, SHA-256 or MD5 verified where known, a progress bar
    with bytes and speed on a terminal); an archive already in ``<root>/downloads/``
-   (downloaded by hand, say) is verified and used without any network access;
-3. checks every member of the archive before writing anything (an absolute path, a path
-   with ``..`` that leaves the folder, a link pointing outside or a device file refuses
-   the whole archive), extracts the wanted folders into a temporary folder inside
-   ``root``, and checks their image counts;
-4. moves each complete folder into place with a rename, so a folder at its final path is
-   always complete: an error at any step leaves no partial folder and no ``.part`` file.
+   (downloaded by hand, say) is verified and used without any network access; a failed
+   download is the fetch's own :class:`~srlab.fetch.NetworkError` or
+   :class:`~srlab.fetch.ChecksumError`, whose hint lists what to download by hand and where;
+3. extracts the wanted folders safely and moves them into place complete
+   (:func:`srlab.data.archives.extract_archive`): an error at any step leaves no partial
+   folder and no ``.part`` file.
 
 Archives fetched in the call are deleted once extracted (``keep_archives`` keeps them). One
 archive that serves several sets (EDSR's ``benchmark.tar``: Set5, Set14, BSD100, Urban100)
@@ -30,27 +29,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fnmatch
 import logging
 import os
-import posixpath
-import re
-import shutil
-import stat
 import sys
-import tarfile
-import tempfile
-import zipfile
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from srlab.data.archives import ArchiveLayoutError, DownloadError, count_images, extract_archive
 from srlab.data.catalog import CATALOG, Archive, Extract, ImageSet, get_image_set
-from srlab.imaging.io import is_image_file
+from srlab.errors import SRLabError
 from srlab.fetch import ChecksumError, FetchError, fetch, file_digest
-from srlab.errors import ConfigError, DataError
 
 __all__ = [
     "MIRROR_ENV",
@@ -72,16 +62,6 @@ MIRROR_ENV = "SRLAB_DATASET_MIRROR"
 
 DOWNLOADS_DIR = "downloads"
 """Folder under the data root where archives are downloaded (and may be put by hand)."""
-
-_STAGING_PREFIX = ".srlab-extract-"
-
-
-class DownloadError(DataError):
-    """A dataset could not be downloaded, verified or extracted; the message says how to fix."""
-
-
-class _LayoutError(DownloadError):
-    """A sound archive whose folders differ from the catalog's: it is kept for a manual fix."""
 
 
 @dataclass(frozen=True)
@@ -179,9 +159,11 @@ def download_sets(
     Raises:
         DownloadError: a set that is not there has no public download (sets without one
             that were laid out by hand, and folders described in a config, are accepted as
-            they are), a folder exists but is incomplete (and ``force`` is off), an archive
-            cannot be fetched (the message names the URLs and the layout to create by hand),
-            fails verification, has an unsafe member, or does not hold the expected images.
+            they are), a folder exists but is incomplete (and ``force`` is off), or an
+            archive has an unsafe member or does not hold the expected images.
+        NetworkError: an archive cannot be fetched; the message names every URL still
+            needed, where to put each, and the layout to create by hand.
+        ChecksumError: a fetched archive fails verification (it is removed).
         ConfigError: an unknown set name.
     """
     root = Path(root).expanduser().resolve()
@@ -198,8 +180,8 @@ def download_sets(
         archive = archive_jobs[0].archive
         path, fetched = _obtain(archive, url, root, pending, verify, retries, backoff, progress)
         try:
-            _extract(path, archive, [job.extract for job in archive_jobs], root)
-        except _LayoutError:
+            extract_archive(path, archive, [job.extract for job in archive_jobs], root)
+        except ArchiveLayoutError:
             raise  # the archive itself is fine: keep it for extraction by hand
         except DownloadError:
             if fetched:  # a corrupt or unsafe archive must not be reused by the next run
@@ -236,7 +218,7 @@ def _plan(
                 log.info("%s: %s is complete, skipped", image_set.name, target)
                 continue
             if not force and target.exists():
-                found = _count_images(target) if target.is_dir() else "not a folder"
+                found = count_images(target) if target.is_dir() else "not a folder"
                 expected = extract.count if extract.count is not None else "some"
                 incomplete.append(f"  {target}: {found} images, expected {expected}")
                 continue
@@ -257,13 +239,8 @@ def _is_complete(folder: Path, count: int | None) -> bool:
     """Whether ``folder`` holds exactly ``count`` images (None: at least one)."""
     if not folder.is_dir():
         return False
-    found = _count_images(folder)
+    found = count_images(folder)
     return found > 0 if count is None else found == count
-
-
-def _count_images(folder: Path) -> int:
-    """The image files directly in ``folder`` (what srlab's datasets would read)."""
-    return sum(1 for path in folder.iterdir() if path.is_file() and is_image_file(path))
 
 
 def _layout_lines(image_set: ImageSet, root: Path) -> str:
@@ -333,17 +310,16 @@ def _obtain(
             backoff=backoff,
             progress=progress,
         )
-    except ChecksumError as exc:
-        _remove_if_empty(path.parent)
-        raise DownloadError(
-            f"{archive.filename} from {url} failed verification: {exc.algorithm} expected "
-            f"{exc.expected}, got {exc.actual} (checksum from {archive.checksum_source}). "
-            "The file was removed and nothing was extracted. Run again to retry; if the file "
-            "on the server changed legitimately, run with verify=False (--no-verify)."
-        ) from exc
     except FetchError as exc:
         _remove_if_empty(path.parent)
-        raise _network_error(exc, root, pending) from exc
+        exc.hint = (
+            f"Checksum from {archive.checksum_source}. Nothing was extracted. Run again to "
+            "retry; if the file on the server changed legitimately, run with verify=False "
+            "(--no-verify)"
+            if isinstance(exc, ChecksumError)
+            else _by_hand(root, pending)
+        )
+        raise
     return path, True
 
 
@@ -354,8 +330,8 @@ def _matches(path: Path, sha256: str | None, md5: str | None) -> bool:
     return md5 is None or file_digest(path, "md5") == md5
 
 
-def _network_error(exc: FetchError, root: Path, pending: dict[str, list[_Job]]) -> DownloadError:
-    """The error when an archive cannot be fetched: every URL still needed, and the layout."""
+def _by_hand(root: Path, pending: dict[str, list[_Job]]) -> str:
+    """The hint when an archive cannot be fetched: every URL still needed, and the layout."""
     lines = [
         f"  {url}\n    -> {root / DOWNLOADS_DIR / jobs[0].archive.filename}"
         for url, jobs in pending.items()
@@ -365,222 +341,14 @@ def _network_error(exc: FetchError, root: Path, pending: dict[str, list[_Job]]) 
         for job in jobs:
             sets.setdefault(job.image_set.name, job.image_set)
     layouts = "\n".join(f"{s.name}:\n{_layout_lines(s, root)}" for s in sets.values())
-    return DownloadError(
-        f"{exc}.\n"
-        "Without network access (or while the host is down), download these archives by hand "
-        "(e.g. `curl -L -o <file> <url>`) to the paths shown and run again; they are then "
+    return (
+        "\nWithout network access (or while the host is down), download these archives by "
+        "hand (e.g. `curl -L -o <file> <url>`) to the paths shown and run again; they are then "
         "verified and extracted without network access:\n"
         + "\n".join(lines)
         + f"\nOr create the folders by hand under data.root={root}:\n{layouts}\n"
         f"A mirror that serves the archives by file name can be set with {MIRROR_ENV}=<url>."
     )
-
-
-# -- extracting ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Member:
-    """An archive member reduced to what extraction needs."""
-
-    name: str  # normalized posix path inside the archive
-    kind: str  # "file", "dir" or "link"
-    link_target: str | None  # normalized path inside the archive, for links
-
-
-def _extract(path: Path, archive: Archive, extracts: list[Extract], root: Path) -> None:
-    """Extract ``extracts`` of the archive at ``path`` and move them into place under ``root``.
-
-    Raises:
-        DownloadError: an unsafe member, an unreadable archive, or wrong image counts; nothing
-            is left at the final paths and the temporary folder is removed.
-    """
-    staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root))
-    try:
-        with _open_archive(path, archive) as (members, read):
-            chosen = _map_members(members, extracts, path)
-            for (member, extract), name in chosen.items():
-                dest = staging / extract.target / name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with read(member) as src, dest.open("wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-        for extract in extracts:
-            found = (
-                _count_images(staging / extract.target)
-                if (staging / extract.target).is_dir()
-                else 0
-            )
-            if (extract.count is not None and found != extract.count) or found == 0:
-                tops = sorted({m.name.split("/", 1)[0] for m in members})[:10]
-                raise _LayoutError(
-                    f"{path}: the archive folder matching {extract.member_dir!r} holds {found} "
-                    f"images, expected {extract.count or 'some'} for {root / extract.target}. "
-                    f"The archive is not laid out as srlab's catalog expects (its top-level "
-                    f"entries: {tops}); nothing was moved into place. The archive is kept: "
-                    f"extract those images into {root / extract.target} by hand, or correct "
-                    "the set's entry in srlab/data/catalog.py."
-                )
-        for extract in extracts:
-            _move_into_place(staging / extract.target, root / extract.target, staging)
-            log.info("%s: %s ready", path.name, root / extract.target)
-    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError) as exc:
-        raise DownloadError(
-            f"{path} is not a readable {archive.format} archive ({exc}); it was probably cut "
-            "or corrupted in transfer (no checksum is known for it): run again to download it "
-            "afresh"
-        ) from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _open_archive(
-    path: Path, archive: Archive
-) -> Iterator[tuple[list[_Member], Callable[[_Member], IO[bytes]]]]:
-    """Open a zip or tar; yield its members (checked safe) and a ``read(member)`` function."""
-    if archive.format == "zip":
-        with zipfile.ZipFile(path) as zf:
-            infos = {}
-            members = []
-            for info in zf.infolist():
-                member = _zip_member(info, zf, path)
-                infos[member.name] = info
-                members.append(member)
-
-            def read_zip(member: _Member) -> IO[bytes]:
-                name = member.link_target if member.kind == "link" else member.name
-                if name not in infos:
-                    raise DownloadError(
-                        f"{path.name}: link {member.name!r} points to a missing member"
-                    )
-                return zf.open(infos[name])
-
-            yield members, read_zip
-    else:
-        with tarfile.open(path, mode="r:*") as tf:
-            infos = {}
-            members = []
-            for info in tf.getmembers():
-                member = _tar_member(info, path)
-                infos[member.name] = info
-                members.append(member)
-
-            def read_tar(member: _Member) -> IO[bytes]:
-                # extractfile follows links to their (already checked) target inside the tar.
-                handle = tf.extractfile(infos[member.name])
-                if handle is None:
-                    raise DownloadError(f"{path.name}: cannot read member {member.name!r}")
-                return handle
-
-            yield members, read_tar
-
-
-def _safe_name(name: str, archive: Path, what: str = "member") -> str:
-    """``name`` normalized to a relative posix path; refuse one that is absolute or escapes."""
-    # Backslashes count as separators: zips made on Windows sometimes use them.
-    candidate = name.replace("\\", "/")
-    if candidate.startswith("/") or re.match(r"^[A-Za-z]:", candidate):
-        raise DownloadError(
-            f"refusing to extract {archive}: {what} {name!r} has an absolute path. The archive "
-            "is malformed or malicious; nothing was extracted."
-        )
-    normalized = posixpath.normpath(candidate)
-    if normalized == ".." or normalized.startswith("../"):
-        raise DownloadError(
-            f"refusing to extract {archive}: {what} {name!r} leaves the target folder. The "
-            "archive is malformed or malicious; nothing was extracted."
-        )
-    return normalized
-
-
-def _link_target(name: str, target: str, archive: Path) -> str:
-    """A symlink's target as a path inside the archive; refuse one that points outside it."""
-    if target.startswith("/") or re.match(r"^[A-Za-z]:", target):
-        raise DownloadError(
-            f"refusing to extract {archive}: link {name!r} points to the absolute path "
-            f"{target!r}; nothing was extracted."
-        )
-    joined = posixpath.join(posixpath.dirname(name), target)
-    return _safe_name(joined, archive, f"link {name!r} -> {target!r}, resolved")
-
-
-def _zip_member(info: zipfile.ZipInfo, zf: zipfile.ZipFile, archive: Path) -> _Member:
-    """A zip entry as a checked :class:`_Member` (zips store a symlink's target as its data)."""
-    name = _safe_name(info.filename, archive)
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):  # a symlink: its target is the member's content
-        target = zf.read(info).decode("utf-8", "replace")
-        return _Member(name, "link", _link_target(name, target, archive))
-    return _Member(name, "dir" if info.is_dir() else "file", None)
-
-
-def _tar_member(info: tarfile.TarInfo, archive: Path) -> _Member:
-    """A tar entry as a checked :class:`_Member`; devices and fifos are refused."""
-    name = _safe_name(info.name, archive)
-    if info.issym():
-        return _Member(name, "link", _link_target(name, info.linkname, archive))
-    if info.islnk():  # hard links name their target from the archive root
-        return _Member(name, "link", _safe_name(info.linkname, archive, f"link {name!r} target"))
-    if info.isdir():
-        return _Member(name, "dir", None)
-    if info.isfile():
-        return _Member(name, "file", None)
-    raise DownloadError(
-        f"refusing to extract {archive}: member {info.name!r} is a device or fifo, not a "
-        "file; nothing was extracted."
-    )
-
-
-def _folder_matches(folder: str, pattern: str) -> bool:
-    """Whether an archive folder matches an :class:`Extract`'s ``member_dir`` glob."""
-    if pattern.startswith("**/"):
-        rest = pattern[3:]
-        return fnmatch.fnmatchcase(folder, rest) or fnmatch.fnmatchcase(folder, "*/" + rest)
-    return fnmatch.fnmatchcase(folder, pattern)
-
-
-def _map_members(
-    members: list[_Member], extracts: list[Extract], archive: Path
-) -> dict[tuple[_Member, Extract], str]:
-    """Which member goes to which folder under which file name."""
-    chosen: dict[tuple[_Member, Extract], str] = {}
-    seen: dict[str, str] = {}
-    for member in members:
-        if member.kind == "dir":
-            continue
-        folder, _, filename = member.name.rpartition("/")
-        # macOS adds __MACOSX/ folders and ._name resource forks to zips; they are not images.
-        if folder.startswith("__MACOSX") or filename.startswith("._"):
-            continue
-        if not is_image_file(Path(filename)):
-            continue
-        for extract in extracts:
-            if not _folder_matches(folder, extract.member_dir):
-                continue
-            name = filename
-            if extract.rename is not None:
-                name = re.sub(extract.rename[0], extract.rename[1], filename)
-            if "/" in name or name in ("", ".", ".."):
-                raise DownloadError(f"{archive.name}: renaming {filename!r} gave {name!r}")
-            dest = f"{extract.target}/{name}"
-            if dest in seen:
-                raise DownloadError(
-                    f"{archive.name}: members {seen[dest]!r} and {member.name!r} both map to "
-                    f"{dest}; the catalog's folder pattern {extract.member_dir!r} is ambiguous"
-                )
-            seen[dest] = member.name
-            chosen[(member, extract)] = name
-    return chosen
-
-
-def _move_into_place(source: Path, final: Path, staging: Path) -> None:
-    """Rename a complete folder onto its final path, replacing an old one (``force``)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
-        # Move the old folder into the staging area first: a rename cannot replace a
-        # non-empty folder, and the staging area is deleted at the end anyway.
-        os.rename(final, Path(tempfile.mkdtemp(dir=staging)) / "old")
-    os.rename(source, final)
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -662,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             verify=not args.no_verify,
             keep_archives=args.keep_archives,
         )
-    except (DataError, ConfigError) as exc:
+    except SRLabError as exc:  # a DownloadError, a FetchError, an unknown set name
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for name, folder in zip(args.names, folders, strict=True):

@@ -19,7 +19,7 @@ from srlab.losses.vgg import (
     imagenet_normalization,
     load_torchvision_vgg19,
 )
-from srlab.models.pretrained import PretrainedError, resolve_source
+from srlab.weights import FetchError, PretrainedError, resolve_source
 
 __all__ = ["PerceptualLoss"]
 
@@ -141,7 +141,7 @@ class PerceptualLoss(nn.Module):
             return None
         try:
             path = resolve_source(weights, sha256=sha256, cache_dir=cache_dir)
-        except PretrainedError as exc:
+        except (PretrainedError, FetchError) as exc:  # a missing file, a failed download
             if not allow_random:
                 raise ConfigError(
                     f"the perceptual loss cannot get its VGG19 weights: {exc}.\nTo fix: {how}"

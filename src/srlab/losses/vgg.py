@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from srlab.models.pretrained import PretrainedError, read_state_dict
+from srlab.weights import PretrainedError, read_state_dict
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -145,7 +145,7 @@ def load_torchvision_vgg19(vgg: VGG19Features, path: str | Path) -> None:
     Every ``features.*`` key of torchvision's VGG19 must be present with its official shape;
     the classifier (``classifier.*``), which a feature extractor does not use, is dropped.
     Checkpoints that wrap the state dict (``state_dict``, ``model``, ``module.`` prefixes) are
-    unwrapped by :func:`srlab.models.pretrained.read_state_dict`, which also reads with
+    unwrapped by :func:`srlab.weights.read_state_dict`, which also reads with
     ``weights_only=True``.
 
     Args:

@@ -2,6 +2,7 @@
 
 Every network maps an LR batch ``[B, C, h, w]`` in ``[0, 1]`` to SR ``[B, C', s*h, s*w]`` and
 exposes ``upscale`` and ``num_in_ch``. Shared building blocks live in :mod:`srlab.models.common`.
+Networks know nothing of weight files: :func:`srlab.weights.load_pretrained` fills them.
 """
 
 from srlab.models.bicubic import Bicubic
@@ -9,7 +10,6 @@ from srlab.models.common import MeanShift, ResidualBlockNoBN, Upsample, conv3x3
 from srlab.models.complexity import NetworkComplexity, summary
 from srlab.models.edsr import EDSR
 from srlab.models.fsrcnn import FSRCNN
-from srlab.models.pretrained import PretrainedError, load_pretrained
 from srlab.models.residual import BicubicResidual
 from srlab.models.rrdbnet import RRDBNet
 from srlab.models.srcnn import SRCNN
@@ -23,8 +23,6 @@ __all__ = [
     "VDSR",
     "RRDBNet",
     "NetworkComplexity",
-    "PretrainedError",
-    "load_pretrained",
     "summary",
     "BicubicResidual",
     "MeanShift",

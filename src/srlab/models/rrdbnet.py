@@ -119,7 +119,7 @@ class RRDBNet(nn.Module):
     Parameter names are BasicSR's (``conv_first``, ``body.{i}.rdb{1,2,3}.conv{1..5}``,
     ``conv_body``, ``conv_up1``, ``conv_up2``, ``conv_hr``, ``conv_last``), so BasicSR's x4
     checkpoints load as-is, and the original ESRGAN release through
-    :func:`srlab.models.pretrained.load_pretrained`. Trainable parameters with the defaults:
+    :func:`srlab.weights.load_pretrained`. Trainable parameters with the defaults:
     16,697,987 at x4 (the paper's "16.7 M"), 16,661,059 at x2 (no ``conv_up2``).
 
     At x2 this network has one upsampling stage. BasicSR's (and Real-ESRGAN's) x2 RRDBNet is a

@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from srlab.errors import ConfigError
+from srlab.weights import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,7 @@ def checkpoint_step(path: Path) -> int | None:
     """The global step stored in a checkpoint, or None if the file does not load."""
     try:
         # mmap: only the few bytes of the step are read, not the weights.
-        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-        return int(checkpoint["global_step"])
+        return int(read_checkpoint(path, mmap=True)["global_step"])
     except Exception as error:  # noqa: BLE001 - any unreadable file is skipped, and said so
         log.warning("skipping checkpoint %s: it does not load (%s)", path, error)
         return None

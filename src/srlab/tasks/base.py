@@ -24,9 +24,9 @@ from srlab.imaging.imresize import imresize
 from srlab.metrics import PSNRY, SSIMY, quantize
 from srlab.models.channels import super_resolve
 from srlab.models.complexity import summary
-from srlab.models.pretrained import load_pretrained
 from srlab.tracking.images import log_images
 from srlab.tracking.throughput import slow_precision_warning
+from srlab.weights import load_pretrained
 
 STAGES = ("val", "test")
 MAX_PANEL_SIDE = 480  # comparison images are centre crops of at most this many HR pixels
@@ -54,7 +54,7 @@ class SRTask(L.LightningModule):
         pretrained: weights to start from: a path or URL of an srlab checkpoint (``.ckpt``,
             EMA weights preferred) or state dict (``.pth``), or an author's release in a
             layout srlab maps (EDSR-PyTorch, ESRGAN, BasicSR); see
-            :func:`srlab.models.load_pretrained`.
+            :func:`srlab.weights.load_pretrained`.
         pretrained_ignore: glob patterns of parameters not to load (``["upsample.*"]`` to start
             an x4 EDSR from an x2 one).
         pretrained_strict: fail on any missing, unexpected or wrong-shaped key.

@@ -96,7 +96,7 @@ class SRGANTask(SRTask):
     at the cost of a second copy of all of them and an update per step. Validation swaps the
     averages in, and training ends with them in place (the discriminator's too), so the test,
     the checkpoints' ``state_dict`` (the live weights go to ``current_model_state``, and a
-    resume restores both) and :func:`srlab.models.load_pretrained` (``net.*``) all see the
+    resume restores both) and :func:`srlab.weights.load_pretrained` (``net.*``) all see the
     averaged generator.
 
     Checkpoints hold both networks, both optimizers and both schedulers (Lightning's), the
@@ -127,7 +127,7 @@ class SRGANTask(SRTask):
         d_warmup_steps: iterations (after those) that train the discriminator alone.
         generator_init: weights of a PSNR-oriented generator to start from (stage 2 of ESRGAN):
             an srlab ``.ckpt`` of ``experiment=rrdb_x4_div2k`` or any file
-            :func:`srlab.models.load_pretrained` reads. Same as ``pretrained``; set one.
+            :func:`srlab.weights.load_pretrained` reads. Same as ``pretrained``; set one.
         num_log_images: comparison images per evaluation set at each validation.
         **task_kwargs: the other arguments of :class:`SRTask`: ``pretrained``,
             ``pretrained_ignore``, ``pretrained_strict``, ``pretrained_sha256`` (generator

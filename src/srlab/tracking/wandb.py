@@ -8,8 +8,9 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-import torch
 from lightning.pytorch.loggers import WandbLogger
+
+from srlab.weights import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +118,15 @@ def wandb_logger(
 
 
 def run_id_from_checkpoint(path: str | Path) -> str | None:
-    """The W&B run id stored in a checkpoint by :class:`srlab.tracking.RunIdCallback`."""
+    """The W&B run id stored in a checkpoint by :class:`srlab.tracking.RunIdCallback`.
+
+    Raises:
+        CheckpointError: the file does not load with ``torch.load(weights_only=True)``
+            (:func:`srlab.weights.read_checkpoint`), so nothing in it ran.
+    """
     # mmap avoids reading the weights just to get one string out of the file.
-    checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    return checkpoint.get(RUN_ID_KEY)
+    checkpoint = read_checkpoint(path, mmap=True)
+    return checkpoint.get(RUN_ID_KEY) if isinstance(checkpoint, dict) else None
 
 
 def finish_wandb(loggers: list, failed: bool = False) -> None:
