@@ -15,7 +15,7 @@ overrides over the real training config (``conf/train.yaml``) and measures, in o
 3. **Full training loop** (patches/s): short ``Trainer.fit`` runs on the cached loader in the
    fastest setting of 2, alternating with runs of that setting's step alone; the ratio of the
    two is the share of the step's speed that the loop keeps.
-4. **Inference** (SR megapixels/s, peak resident memory): ``srlab.app.infer.make_predictor``
+4. **Inference** (SR megapixels/s, peak resident memory): ``srlab.imaging.predict.make_predictor``
    on a ``bench.infer_size`` square LR image, whole and tiled (``bench.tile``,
    ``bench.tile_overlap``), in the precision and layout of the fastest setting.
 
@@ -58,9 +58,9 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader, Dataset
 
-from srlab.app.infer import autocast_dtype, make_predictor, resolve_device
 from srlab.data.datamodule import usable_cpus
 from srlab.errors import ConfigError
+from srlab.imaging.predict import autocast_dtype, make_predictor, resolve_device
 from srlab.runtime.config_check import check_targets
 from srlab.runtime.hydra import configure_hydra, report_user_errors
 from srlab.tracking.throughput import slow_precision_warning

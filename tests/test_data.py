@@ -14,6 +14,7 @@ from srlab.data import PatchDataset, SRDataModule, get_image_set, list_pairs, re
 from srlab.data.datasets import EvalDataset, ImagePair, centre_crop, load_pair
 from srlab.errors import ConfigError, DataError, DatasetNotFoundError, ImageReadError
 from srlab.imaging import imresize
+from srlab.imaging.io import write_image
 
 
 def _write(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
@@ -51,12 +52,32 @@ def test_read_image_modes(tmp_path: Path, caplog) -> None:
     assert out16.dtype == np.uint8 and np.array_equal(out16[..., 0], gray)
 
 
-def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
+def test_read_image_16bit_colour_and_tiff(tmp_path: Path, caplog) -> None:
+    rng = np.random.default_rng(0)
+    rgba16 = rng.integers(0, 65536, (6, 9, 4), dtype=np.uint16)
+    for name in ("rgba16.png", "rgba16.tif"):
+        write_image(tmp_path / name, rgba16)
+        with caplog.at_level(logging.WARNING):
+            out = read_image(tmp_path / name)
+        assert "alpha" in caplog.text and name in caplog.text
+        # round(v / 257) of all 16 bits, not Pillow's high byte
+        assert np.array_equal(out, np.round(rgba16[..., :3] / 257).astype(np.uint8))
+        assert out.flags.writeable and out.flags.c_contiguous
+
+
+def test_unreadable_image_names_the_file(tmp_path: Path, monkeypatch) -> None:
     bad = tmp_path / "truncated.png"
     _write(bad, _random_image(32, 32))
     bad.write_bytes(bad.read_bytes()[:60])
     with pytest.raises(ImageReadError, match="truncated.png"):
         read_image(bad)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match="empty.png: empty file"):
+        read_image(tmp_path / "empty.png")
+    _write(tmp_path / "bomb.png", _random_image(32, 32))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ImageReadError, match="bomb.png.*decompression bomb"):
+        read_image(tmp_path / "bomb.png")
 
 
 # -- layouts -------------------------------------------------------------------------------

@@ -15,23 +15,14 @@ import numpy as np
 import pytest
 import torch
 from helpers import REPO_ROOT, compose_config
-from PIL import Image
+from PIL import Image, ImageCms, ImageOps
 
 from srlab.app.evaluate import build_net
-from srlab.app.infer import (
-    InferenceOptions,
-    LoadedImage,
-    find_inputs,
-    infer,
-    load_image,
-    make_predictor,
-    plan_jobs,
-    read_png16,
-    upscale_images,
-    write_png16,
-)
+from srlab.app.infer import InferenceOptions, find_inputs, infer, load_image, plan_jobs
 from srlab.errors import ConfigError, ImageReadError
 from srlab.imaging import imresize
+from srlab.imaging.io import read_full, write_image
+from srlab.imaging.predict import LoadedImage, make_predictor, upscale_images
 from srlab.models import EDSR
 
 RNG = np.random.default_rng(0)
@@ -63,7 +54,7 @@ def photo_folder(tmp_path: Path) -> Path:
     Image.fromarray(smooth(9, 11, 1)[..., 0]).save(root / "sub" / "gray.png")
     Image.fromarray(smooth(8, 10, 4), "RGBA").save(root / "sub" / "deeper" / "rgba.png")
     Image.fromarray(smooth(10, 7, 1, 65535)[..., 0]).save(root / "gray16.png")  # mode I;16
-    write_png16(root / "rgb16.png", smooth(6, 9, 3, 65535))
+    write_image(root / "rgb16.png", smooth(6, 9, 3, 65535))
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but then nothing an image needs")
     (root / "notes.txt").write_text("not an image: ignored, not reported")
     return root
@@ -103,7 +94,7 @@ def test_every_kind_of_image_keeps_its_name_folder_mode_and_depth(
     want = imresize(torch.from_numpy(gray16), size=(20, 14)).clamp(0, 1) * 65535
     got = np.asarray(Image.open(sr / "gray16.png"), dtype=np.float64)
     assert np.abs(got - want.round().numpy()).max() <= 1
-    rgb16, _ = read_png16(sr / "rgb16.png")
+    rgb16 = read_full(sr / "rgb16.png").array
     assert rgb16.dtype == np.uint16 and rgb16.shape == (12, 18, 3)
     assert np.any(rgb16 % 257 != 0)  # not 8-bit values stretched to 16 bits
     high_bytes = np.asarray(Image.open(sr / "rgb16.png"))
@@ -303,12 +294,12 @@ def test_missing_input_is_a_config_error(tmp_path: Path) -> None:
         infer(cfg)
 
 
-# -- the 16-bit PNG codec, against an independent (naive, per-byte) encoder ------------------
+# -- 16-bit files, read and written by OpenCV (srlab.imaging.io) ---------------------------
 
 
 def naive_png16(array: np.ndarray, filters: list[int]) -> bytes:
     """A 16-bit PNG whose rows cycle through ``filters``, filtered byte by byte (the spec's
-    pseudo-code, no vectorization), so the decoder is checked on all five filter types."""
+    pseudo-code, no vectorization): an encoder independent of the one srlab reads with."""
     height, width, channels = array.shape
     data = array.astype(">u2").view(np.uint8).reshape(height, -1).astype(int)
     bpp, out = channels * 2, b""
@@ -345,35 +336,82 @@ def naive_png16(array: np.ndarray, filters: list[int]) -> bytes:
 
 @pytest.mark.parametrize("channels", [2, 3, 4])
 @pytest.mark.parametrize("filters", [[0, 1, 2, 3, 4], [1, 2, 0]])
-def test_png16_decoder_undoes_every_filter(
+def test_png16_reader_undoes_every_filter(
     tmp_path: Path, channels: int, filters: list[int]
 ) -> None:
     array = RNG.integers(0, 65536, size=(7, 5, channels), dtype=np.uint16)
     path = tmp_path / "x.png"
     path.write_bytes(naive_png16(array, filters))
-    decoded, icc = read_png16(path)
-    np.testing.assert_array_equal(decoded, array)
-    assert icc is None
+    decoded = read_full(path)
+    np.testing.assert_array_equal(decoded.array, array)  # gray + alpha stays 2 channels
+    assert decoded.icc_profile is None
     assert load_image(path).bits == 16
 
 
-def test_png16_writer_round_trips_and_pillow_reads_it(tmp_path: Path) -> None:
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16bit_files_round_trip_exactly_and_pillow_reads_them(tmp_path: Path, suffix: str) -> None:
     for channels in (1, 2, 3, 4):
         array = RNG.integers(0, 65536, size=(6, 9, channels), dtype=np.uint16)
-        write_png16(tmp_path / "w.png", array, icc_profile=b"not really an ICC profile")
-        decoded, icc = read_png16(tmp_path / "w.png")
-        np.testing.assert_array_equal(decoded, array)
-        assert icc == b"not really an ICC profile"
-        with Image.open(tmp_path / "w.png") as image:
-            image.load()  # an independent decoder accepts it (and its CRCs)
+        path = tmp_path / f"w{channels}{suffix}"
+        notes = write_image(path, array, icc_profile=SRGB)
+        decoded = read_full(path)
+        # OpenCV has no 16-bit gray + alpha: it is written (and read back) as RGBA.
+        want = array[..., [0, 0, 0, 1]] if channels == 2 else array
+        np.testing.assert_array_equal(decoded.array, want)
+        assert (channels == 2) == any("16-bit RGBA" in note for note in notes)
+        if suffix == ".png":
+            assert decoded.icc_profile == SRGB
+        else:
+            assert decoded.icc_profile is None and any("no ICC profile" in n for n in notes)
+        with Image.open(path) as image:
+            image.load()  # an independent decoder accepts it
             if channels == 1:
                 np.testing.assert_array_equal(np.asarray(image), array[..., 0])
+            elif channels == 3:
+                np.testing.assert_array_equal(np.asarray(image), array >> 8)  # high bytes
+
+
+def test_16bit_for_8bit_formats_is_rounded_with_a_note(tmp_path: Path) -> None:
+    array = RNG.integers(0, 65536, size=(6, 9, 4), dtype=np.uint16)
+    notes = write_image(tmp_path / "w.webp", array, quality=100)
+    assert any("holds 8 bits" in note for note in notes)
+    notes = write_image(tmp_path / "w.jpg", array)
+    assert any("no alpha" in note for note in notes)
+    assert read_full(tmp_path / "w.jpg").array.shape == (6, 9, 3)
 
 
 def test_corrupt_png16_is_reported(tmp_path: Path) -> None:
-    write_png16(tmp_path / "w.png", RNG.integers(0, 65536, size=(6, 9, 3), dtype=np.uint16))
+    write_image(tmp_path / "w.png", RNG.integers(0, 65536, size=(6, 9, 3), dtype=np.uint16))
     data = bytearray((tmp_path / "w.png").read_bytes())
-    data[60] ^= 0xFF  # inside the image data: its CRC no longer matches
+    data[60] ^= 0xFF  # inside the image data: its checksum no longer matches
     (tmp_path / "w.png").write_bytes(bytes(data))
-    with pytest.raises(ImageReadError, match="w.png.*CRC"):
+    with pytest.raises(ImageReadError, match="w.png.*checksum"):
         load_image(tmp_path / "w.png")
+    (tmp_path / "w.png").write_bytes(bytes(data[:70]))
+    with pytest.raises(ImageReadError, match="w.png.*[Tt]runcated"):
+        load_image(tmp_path / "w.png")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_16bit_orientation_matches_pillows_exif_transpose(tmp_path: Path, orientation: int) -> None:
+    from srlab.imaging.io import _orient
+
+    array = smooth(6, 10, 3)
+    image = Image.fromarray(array)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(tmp_path / "o.png", exif=exif)
+    with Image.open(tmp_path / "o.png") as opened:
+        want = np.asarray(ImageOps.exif_transpose(opened))
+    np.testing.assert_array_equal(_orient(array, orientation), want)
+    np.testing.assert_array_equal(read_full(tmp_path / "o.png").array, want)
+
+
+def test_decompression_bomb_is_an_image_read_error(tmp_path: Path, monkeypatch) -> None:
+    Image.fromarray(smooth(40, 50, 3)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400)  # 2000 pixels is over twice the limit
+    with pytest.raises(ImageReadError, match="big.png.*decompression bomb"):
+        load_image(tmp_path / "big.png")

@@ -16,19 +16,18 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from PIL import Image
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 
 from srlab.data import get_image_set, list_pairs, load_pair, read_image
 from srlab.data.datasets import to_tensor
-from srlab.data.io import is_image_file
 from srlab.errors import ConfigError, DataError
-from srlab.imaging import imresize, rgb_to_gray, self_ensemble, tiled_forward
+from srlab.imaging import imresize, rgb_to_gray
+from srlab.imaging.io import is_image_file, write_image
+from srlab.imaging.predict import make_predictor, resolve_device
 from srlab.metrics import psnr_y, quantize, ssim_y, to_y255
 from srlab.metrics.published import published
-from srlab.models.channels import super_resolve
 from srlab.runtime.config_check import check_targets
 from srlab.weights import load_pretrained
 
@@ -143,15 +142,7 @@ def predictor(
     net: nn.Module, scale: int, tile: int | None, overlap: int, ensemble: bool
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """LR -> SR for whole images, with optional tiling and x8 self-ensemble."""
-
-    def forward(lr: torch.Tensor) -> torch.Tensor:
-        return super_resolve(net, lr)
-
-    def tiled(lr: torch.Tensor) -> torch.Tensor:
-        return tiled_forward(forward, lr, scale, tile, overlap)
-
-    single = tiled if tile else forward
-    return (lambda lr: self_ensemble(single, lr)) if ensemble else single
+    return make_predictor(net, scale, tile, overlap, ensemble)
 
 
 def evaluate_set(
@@ -180,9 +171,7 @@ def evaluate_set(
 
 def save_image(image: torch.Tensor, path: Path) -> None:
     """Save a [1, C, H, W] image in [0, 1] as an 8-bit PNG (1 channel stays grayscale)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    array = quantize(image[0]).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(path)
+    write_image(path, quantize(image[0]).to(torch.uint8).permute(1, 2, 0).cpu().numpy())
 
 
 # -- folder scoring ----------------------------------------------------------------------
@@ -388,9 +377,7 @@ def _model_name(cfg: DictConfig) -> str:
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return resolve_device(name)
 
 
 def _as_list(value: Any) -> Sequence:

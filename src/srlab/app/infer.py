@@ -12,13 +12,15 @@ What a file keeps through the round trip:
   super_resolve` adapts them to the network's own channels). An alpha channel is not shown to
   the network: it is upscaled on its own with MATLAB bicubic (:func:`srlab.imaging.imresize`)
   and re-attached.
-* **Bit depth**: a 16-bit image runs through the network as ``value / 65535`` floats and is
-  written as a 16-bit PNG. Pillow reads 16-bit grayscale but silently drops the low byte of
-  16-bit colour PNGs, so those (and 16-bit colour+alpha, grayscale+alpha) are decoded by the
-  small PNG codec below; 16-bit colour TIFFs are read with ``tifffile``.
+* **Bit depth**: a 16-bit image (PNG or TIFF) runs through the network as ``value / 65535``
+  floats and is written as a 16-bit PNG (:mod:`srlab.imaging.io` reads and writes the files).
 * **Orientation and colour profile**: an EXIF orientation is applied on reading (the output
   carries no orientation tag, so it must be upright), and an ICC profile is copied to the
   output.
+
+The network side (tiling, self-ensemble, precision, batches, the device) is
+:mod:`srlab.imaging.predict`; this module finds the inputs, plans and runs the jobs, and
+reports.
 
 A file that cannot be read (or written) is reported with its reason and skipped; the others
 are still processed, and :class:`InferenceReport` lists what failed.
@@ -29,18 +31,14 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import struct
 import time
-import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image, ImageOps, UnidentifiedImageError
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -49,33 +47,32 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from torch import nn
 
 from srlab.app.evaluate import build_net
-from srlab.data.io import IMAGE_EXTENSIONS, is_image_file
-from srlab.errors import ConfigError, ImageReadError
-from srlab.imaging import imresize, self_ensemble, tiled_forward
-from srlab.models.channels import super_resolve
+from srlab.errors import ConfigError
+from srlab.imaging.io import (
+    IMAGE_EXTENSIONS,
+    UnreadableImageError,
+    image_header,
+    is_image_file,
+    read_full,
+    write_image,
+)
+from srlab.imaging.predict import (
+    PRECISIONS,
+    LoadedImage,
+    Predictor,
+    autocast_dtype,
+    make_predictor,
+    resolve_device,
+    upscale_images,
+)
 
 log = logging.getLogger(__name__)
-
-Predictor = Callable[[torch.Tensor], torch.Tensor]
 
 #: Output formats and the file extension each is written with.
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 _FORMAT_ALIASES = {"jpeg": "jpg"}
-_PIL_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
-
-#: ``precision`` values and the autocast dtype each runs the network in (None: plain fp32).
-PRECISIONS: dict[str, torch.dtype | None] = {
-    "32": None,
-    "32-true": None,
-    "bf16": torch.bfloat16,
-    "bf16-mixed": torch.bfloat16,
-    "16": torch.float16,
-    "16-mixed": torch.float16,
-}
-
 
 # -- options -----------------------------------------------------------------------------
 
@@ -157,34 +154,6 @@ class InferenceOptions:
         )
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; any other name as ``torch.device``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ConfigError(f"device={name!r}: {error}. Use auto, cpu or cuda[:N]") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name}: CUDA is not available here; use device=cpu")
-    return device
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``precision`` on ``device`` (None: fp32, no autocast).
-
-    Raises:
-        ConfigError: fp16 on a CPU, where PyTorch has no fast fp16 convolutions.
-    """
-    dtype = PRECISIONS[precision]
-    if dtype is torch.float16 and device.type != "cuda":
-        raise ConfigError(
-            f"precision={precision} (fp16) needs a CUDA device, but this runs on {device}: "
-            "use precision=bf16 (fast on recent CPUs) or precision=32"
-        )
-    return dtype
-
-
 # -- inputs and outputs ------------------------------------------------------------------
 
 
@@ -202,7 +171,7 @@ def find_inputs(
     """The image files named by ``input=``: a file, a folder or a glob.
 
     Returns the folder that output paths are kept relative to, and the files, sorted. A
-    folder contributes its image files (``srlab.data.io.IMAGE_EXTENSIONS``; with
+    folder contributes its image files (``srlab.imaging.io.IMAGE_EXTENSIONS``; with
     ``recursive``, those of its subfolders too); a glob (``photos/**/*.png``; ``**`` spans
     folders) contributes the image files it matches, relative to its leading folder. Names
     starting with ``.`` are skipped (macOS ``._photo.jpg`` sidecars are not images), and so is
@@ -293,380 +262,24 @@ def group_jobs(jobs: Sequence[Job], batch: int) -> list[list[Job]]:
 
 def _peek_shape(path: Path) -> tuple[int, int, int] | None:
     try:
-        with Image.open(path) as image:
-            gray = image.mode in ("1", "L", "LA", "La", "I", "F") or image.mode.startswith("I;16")
-            return image.size[0], image.size[1], 1 if gray else 3
+        header = image_header(path)
     except Exception:  # any failure is reported by load_image, which reads the file for real
         return None
+    return header.width, header.height, header.channels
 
 
 # -- reading -----------------------------------------------------------------------------
 
 
-@dataclass
-class LoadedImage:
-    """An image as inference sees it.
-
-    Attributes:
-        pixels: colour ``[C, H, W]`` float32 in ``[0, 1]``, C = 1 (grayscale) or 3 (RGB).
-        alpha: opacity ``[1, H, W]`` float32 in ``[0, 1]``, or None.
-        bits: 8 or 16, the bit depth the image came with (and is written with).
-        icc_profile: the embedded ICC colour profile, copied to the output.
-    """
-
-    pixels: torch.Tensor
-    alpha: torch.Tensor | None = None
-    bits: int = 8
-    icc_profile: bytes | None = None
-
-    @classmethod
-    def from_array(
-        cls, array: np.ndarray, bits: int, icc_profile: bytes | None = None
-    ) -> LoadedImage:
-        """From an ``[H, W, C]`` uint8/uint16 array, C = 1 (L), 2 (LA), 3 (RGB), 4 (RGBA)."""
-        scaled = torch.from_numpy(array.astype(np.float32) / (65535.0 if bits == 16 else 255.0))
-        planes = scaled.permute(2, 0, 1)
-        has_alpha = planes.shape[0] in (2, 4)
-        colour = planes[:-1] if has_alpha else planes
-        alpha = planes[-1:] if has_alpha else None
-        return cls(
-            colour.contiguous(), None if alpha is None else alpha.contiguous(), bits, icc_profile
-        )
-
-
-class UnreadableImageError(ImageReadError):
-    """An input image that cannot be read; ``reason`` says why without repeating the path."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path, self.reason = path, reason
-        super().__init__(f"cannot read image {path}: {reason}. Replace or remove the file")
-
-
 def load_image(path: str | Path) -> LoadedImage:
-    """Read an image file for inference, keeping alpha and 16-bit depth.
+    """Read an image file for inference, keeping alpha, 16-bit depth and the ICC profile.
 
     Raises:
         UnreadableImageError: (an :class:`~srlab.errors.ImageReadError`) the file is missing,
             truncated, corrupt or not a supported image; the message names the file and why.
     """
-    path = Path(path)
-    try:
-        return _load(path)
-    except UnidentifiedImageError:
-        raise UnreadableImageError(
-            path, "not an image, or in a format Pillow cannot read"
-        ) from None
-    except FileNotFoundError:
-        raise UnreadableImageError(path, "the file does not exist (any more)") from None
-    except (
-        OSError,  # includes PIL's "image file is truncated"
-        SyntaxError,  # PIL's "broken PNG file"
-        ValueError,
-        EOFError,
-        zlib.error,
-        struct.error,
-        Image.DecompressionBombError,
-    ) as error:
-        raise UnreadableImageError(path, str(error) or type(error).__name__) from error
-
-
-def _load(path: Path) -> LoadedImage:
-    with Image.open(path) as image:
-        icc = image.info.get("icc_profile")
-        if image.format == "PNG" and _png_is_16bit_colour(path):
-            array, icc = read_png16(path)
-            return LoadedImage.from_array(array, 16, icc)
-        if image.format == "TIFF" and image.mode in ("RGB", "RGBA") and _tiff_is_16bit(path):
-            return LoadedImage.from_array(_read_tiff16(path), 16, icc)
-        image.load()
-        upright = ImageOps.exif_transpose(image)  # phone photos: store raw, display rotated
-        return _from_pillow(upright, path, icc)
-
-
-def _from_pillow(image: Image.Image, path: Path, icc: bytes | None) -> LoadedImage:
-    mode = image.mode
-    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-        # 16-bit grayscale (Pillow opens 16-bit gray PNG/TIFF as one of these; "I" is 32-bit
-        # integer storage holding 16-bit values).
-        values = np.asarray(image, dtype=np.int64)
-        return LoadedImage.from_array(
-            np.clip(values, 0, 65535).astype(np.uint16)[..., None], 16, icc
-        )
-    if mode == "F":
-        raise ValueError(f"{path.name} is a 32-bit floating-point image: save it as 8 or 16 bit")
-    has_alpha = mode in ("LA", "La", "PA", "RGBA", "RGBa") or (
-        mode == "P" and "transparency" in image.info
-    )
-    gray = mode in ("1", "L", "LA", "La")
-    target = ("LA" if has_alpha else "L") if gray else ("RGBA" if has_alpha else "RGB")
-    array = np.asarray(image.convert(target) if mode != target else image, dtype=np.uint8)
-    return LoadedImage.from_array(array[..., None] if array.ndim == 2 else array, 8, icc)
-
-
-def _tiff_is_16bit(path: Path) -> bool:
-    import tifffile  # a dependency of scikit-image; imported here, TIFFs are rare
-
-    with tifffile.TiffFile(path) as tiff:
-        return tiff.pages[0].dtype == np.uint16
-
-
-def _read_tiff16(path: Path) -> np.ndarray:
-    import tifffile
-
-    array = tifffile.imread(path, key=0)
-    if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise ValueError(f"unsupported 16-bit TIFF layout {array.shape}: expected [H, W, 3|4]")
-    return array
-
-
-# -- 16-bit PNG codec --------------------------------------------------------------------
-#
-# Pillow reads 16-bit grayscale PNGs but keeps only the high byte of 16-bit RGB, RGBA and
-# gray+alpha ones, and cannot write any of them; this codec covers exactly that gap
-# (non-interlaced files, per the PNG specification, https://www.w3.org/TR/png/).
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel
-_PNG_COLOUR_TYPES = {channels: kind for kind, channels in _PNG_CHANNELS.items()}
-
-
-def _png_is_16bit_colour(path: Path) -> bool:
-    with open(path, "rb") as file:
-        head = file.read(33)
-    # IHDR is always the first chunk: bytes 24 and 25 are its bit depth and colour type.
-    return len(head) == 33 and head[24] == 16 and head[25] in (2, 4, 6)
-
-
-def read_png16(path: str | Path) -> tuple[np.ndarray, bytes | None]:
-    """Decode a 16-bit PNG into a uint16 ``[H, W, C]`` array and its ICC profile (or None).
-
-    Raises:
-        ValueError: not a 16-bit non-interlaced PNG, or a corrupt one (bad CRC, truncated).
-    """
-    data = Path(path).read_bytes()
-    if not data.startswith(_PNG_SIGNATURE):
-        raise ValueError("not a PNG file")
-    header, idat, icc, pos = None, [], None, len(_PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        body = data[pos + 8 : pos + 8 + length]
-        crc = data[pos + 8 + length : pos + 12 + length]
-        if len(body) != length or len(crc) != 4:
-            raise ValueError(f"PNG truncated in its {kind.decode(errors='replace')} chunk")
-        if struct.unpack(">I", crc)[0] != zlib.crc32(kind + body):
-            raise ValueError(f"PNG chunk {kind.decode(errors='replace')} fails its CRC: corrupt")
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"iCCP":
-            name_end = body.index(b"\0")
-            icc = zlib.decompress(body[name_end + 2 :])
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    if header is None or not idat:
-        raise ValueError("PNG without IHDR or image data")
-    width, height, depth, colour_type, _, _, interlace = header
-    if depth != 16 or colour_type not in _PNG_CHANNELS:
-        raise ValueError(f"expected a 16-bit PNG, got bit depth {depth}, colour type {colour_type}")
-    if interlace:
-        raise ValueError("Adam7-interlaced 16-bit PNGs are not supported: save it non-interlaced")
-    channels = _PNG_CHANNELS[colour_type]
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8)
-    row_bytes = 1 + width * channels * 2
-    if raw.size < height * row_bytes:
-        raise ValueError(f"PNG image data truncated: {raw.size} of {height * row_bytes} bytes")
-    rows = raw[: height * row_bytes].reshape(height, row_bytes)
-    pixels = _unfilter(rows, height, width, channels * 2)
-    samples = pixels.reshape(height, width, channels, 2).astype(np.uint16)
-    return (samples[..., 0] << 8) | samples[..., 1], icc  # big-endian samples
-
-
-def _unfilter(rows: np.ndarray, height: int, width: int, bpp: int) -> np.ndarray:
-    """Undo PNG's per-row filters; ``rows`` is ``[H, 1 + W*bpp]`` with the filter byte first.
-
-    Filters predict each byte from its left (a), upper (b) and upper-left (c) neighbours. None,
-    Sub and Up reconstruct a whole row at once (Sub is a running sum along the row). Average
-    and Paeth need the reconstructed left neighbour, a chain along the row; but a pixel only
-    depends on pixels above or to its left, so all pixels of one anti-diagonal are
-    independent and are reconstructed together: H + W vectorized steps instead of H * W.
-    """
-    filters = rows[:, 0]
-    if filters.max(initial=0) > 4:
-        raise ValueError(f"PNG uses unknown filter type {int(filters.max())}: corrupt")
-    raw = rows[:, 1:].reshape(height, width, bpp)
-    if filters.max(initial=0) <= 2:
-        out = np.empty_like(raw)
-        for r in range(height):
-            if filters[r] == 1:
-                np.cumsum(raw[r], axis=0, dtype=np.uint8, out=out[r])  # wraps mod 256
-            elif filters[r] == 2 and r > 0:
-                np.add(raw[r], out[r - 1], out=out[r])
-            else:
-                out[r] = raw[r]
-        return out
-    raw16 = raw.astype(np.int16)
-    out16 = np.zeros((height + 1, width + 1, bpp), np.int16)  # zero row/column: "outside"
-    zeros = np.zeros((min(height, width), bpp), np.int16)
-    for diagonal in range(height + width - 1):
-        r = np.arange(max(0, diagonal - width + 1), min(height - 1, diagonal) + 1)
-        c = diagonal - r
-        left, up, up_left = out16[r + 1, c], out16[r, c + 1], out16[r, c]
-        p = left + up - up_left
-        pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - up_left)
-        paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
-        choices = (zeros[: r.size], left, up, (left + up) >> 1, paeth)
-        prediction = np.choose(filters[r][:, None], choices)
-        out16[r + 1, c + 1] = (raw16[r, c] + prediction) & 255
-    return out16[1:, 1:].astype(np.uint8)
-
-
-def write_png16(path: str | Path, array: np.ndarray, icc_profile: bytes | None = None) -> None:
-    """Write a uint16 ``[H, W, C]`` array (C = 1, 2, 3, 4) as a 16-bit PNG.
-
-    Every row uses the Sub filter (difference to the pixel on the left), which compresses
-    photos far better than no filter and costs one vectorized subtraction.
-    """
-    height, width, channels = array.shape
-    bpp = channels * 2
-    samples = np.ascontiguousarray(array, dtype=">u2").view(np.uint8).reshape(height, -1)
-    rows = np.empty((height, 1 + width * bpp), np.uint8)
-    rows[:, 0] = 1  # Sub
-    rows[:, 1 : 1 + bpp] = samples[:, :bpp]
-    np.subtract(samples[:, bpp:], samples[:, :-bpp], out=rows[:, 1 + bpp :])  # wraps mod 256
-    compressed = zlib.compress(memoryview(rows).cast("B"), 6)
-    header = struct.pack(">IIBBBBB", width, height, 16, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
-    with open(path, "wb") as file:
-        file.write(_PNG_SIGNATURE)
-        _write_chunk(file, b"IHDR", header)
-        if icc_profile:
-            _write_chunk(file, b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile))
-        step = 1 << 23  # 8 MiB IDAT chunks, as encoders commonly split them
-        for start in range(0, len(compressed), step):
-            _write_chunk(file, b"IDAT", compressed[start : start + step])
-        _write_chunk(file, b"IEND", b"")
-
-
-def _write_chunk(file: Any, kind: bytes, body: bytes) -> None:
-    file.write(struct.pack(">I", len(body)) + kind)
-    file.write(body)
-    file.write(struct.pack(">I", zlib.crc32(kind + body)))
-
-
-# -- upscaling ---------------------------------------------------------------------------
-
-
-def make_predictor(
-    net: nn.Module,
-    scale: int,
-    tile: int | None = None,
-    tile_overlap: int = 32,
-    ensemble: bool = False,
-    dtype: torch.dtype | None = None,
-) -> Predictor:
-    """LR ``[B, C, h, w]`` -> SR ``[B, C, s*h, s*w]`` float32, unclamped, for images of any size.
-
-    ``dtype`` (bf16/fp16) runs the network under autocast; every tile's output is cast back
-    to float32 before it is stitched, so the full-size result never holds low-precision values
-    (bf16 keeps 8 significant bits: too few for a 16-bit image).
-    """
-
-    def forward(lr: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(lr.device.type, dtype=dtype, enabled=dtype is not None):
-            sr = super_resolve(net, lr)
-        return sr.float()
-
-    def tiled(lr: torch.Tensor) -> torch.Tensor:
-        return tiled_forward(forward, lr, scale, tile, tile_overlap)
-
-    single = tiled if tile else forward
-    return (lambda lr: self_ensemble(single, lr)) if ensemble else single
-
-
-def upscale_images(
-    predict: Predictor, images: Sequence[LoadedImage], scale: int, device: torch.device
-) -> list[LoadedImage]:
-    """Super-resolve images of one size in one batch; returns them clamped to ``[0, 1]``.
-
-    The colour goes through ``predict``; an alpha channel is upscaled by MATLAB bicubic on
-    its own (a network trained on photos has no business inventing opacity).
-    """
-    with torch.no_grad():
-        lr = torch.stack([image.pixels for image in images]).to(device)
-        sr = predict(lr).clamp_(0, 1).cpu()
-        del lr
-        results = []
-        for index, image in enumerate(images):
-            alpha = None
-            if image.alpha is not None:
-                size = (image.alpha.shape[1] * scale, image.alpha.shape[2] * scale)
-                alpha = imresize(image.alpha, size=size).clamp_(0, 1)
-            results.append(LoadedImage(sr[index], alpha, image.bits, image.icc_profile))
-    return results
-
-
-# -- writing -----------------------------------------------------------------------------
-
-
-def to_array(image: LoadedImage, bits: int) -> np.ndarray:
-    """``image`` as an ``[H, W, C]`` uint8 (bits 8) or uint16 (bits 16) array, alpha last.
-
-    Quantizes one channel at a time: for an 8160x5376 result a float copy of all channels
-    would be another 0.5 GB.
-    """
-    planes = [image.pixels[c] for c in range(image.pixels.shape[0])]
-    if image.alpha is not None:
-        planes.append(image.alpha[0])
-    height, width = planes[0].shape
-    levels = 65535.0 if bits == 16 else 255.0
-    array = np.empty((height, width, len(planes)), np.uint16 if bits == 16 else np.uint8)
-    for index, plane in enumerate(planes):
-        array[..., index] = plane.clamp(0, 1).mul_(levels).round_().numpy()
-    return array
-
-
-def save_image(image: LoadedImage, path: Path, fmt: str = "png", quality: int = 95) -> list[str]:
-    """Write ``image`` to ``path`` in ``fmt``; returns notes on what the format could not keep.
-
-    16-bit images become 16-bit PNGs; JPEG and WebP hold 8 bits, JPEG has no alpha and WebP
-    no grayscale (it stores gray as RGB), and the notes say so. The file is written under a
-    temporary name and renamed, so an interrupted run never leaves a truncated image that a
-    later ``skip_existing=true`` run would take for a finished one.
-    """
-    notes = []
-    bits = image.bits
-    if bits == 16 and fmt != "png":
-        notes.append(
-            f"format={fmt} holds 8 bits per sample: 16-bit results are saved as 8-bit "
-            "(use format=png to keep 16 bits)"
-        )
-        bits = 8
-    if image.alpha is not None and fmt == "jpg":
-        notes.append("JPEG has no alpha channel: alpha is dropped (use format=png or webp)")
-        image = LoadedImage(image.pixels, None, image.bits, image.icc_profile)
-    if fmt == "webp" and image.pixels.shape[0] == 1:
-        notes.append("WebP has no grayscale mode: grayscale results are stored as RGB")
-    array = to_array(image, bits)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        if bits == 16:
-            write_png16(partial, array, image.icc_profile)
-        else:
-            options: dict[str, Any] = {}
-            if fmt in ("jpg", "webp"):
-                options["quality"] = quality
-            if fmt == "jpg":
-                options["subsampling"] = 0  # 4:4:4: halving chroma would undo the SR detail
-            if image.icc_profile:
-                options["icc_profile"] = image.icc_profile
-            pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
-            pil.save(partial, format=_PIL_FORMATS[fmt], **options)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return notes
+    image = read_full(path)
+    return LoadedImage.from_array(image.array, image.bits, image.icc_profile)
 
 
 # -- running -----------------------------------------------------------------------------
@@ -747,7 +360,9 @@ def run_jobs(
                     continue
                 for (job, _), result in zip(same, results, strict=True):
                     try:
-                        notes = save_image(result, job.target, options.format, options.quality)
+                        notes = write_image(
+                            job.target, result.to_array(), options.quality, result.icc_profile
+                        )
                     except (OSError, ValueError) as error:
                         fail(job, f"cannot write {job.target}: {error}")
                         continue

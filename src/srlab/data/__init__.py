@@ -3,7 +3,7 @@
 from srlab.data.catalog import CATALOG, ImageSet, get_image_set
 from srlab.data.datamodule import SRDataModule
 from srlab.data.datasets import EvalDataset, ImagePair, PatchDataset, list_pairs, load_pair
-from srlab.data.io import read_image
+from srlab.imaging.io import read_image
 
 __all__ = [
     "CATALOG",

@@ -8,22 +8,20 @@ mod-cropped HR by MATLAB bicubic, exactly as the literature makes its LR.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler
 
 from srlab.data.cache import DecodedCache, source_key
 from srlab.data.catalog import ImageSet
-from srlab.data.io import is_image_file, read_image
 from srlab.data.sampling import PatchKey
 from srlab.errors import ConfigError, DataError, DatasetNotFoundError
 from srlab.imaging.imresize import imresize
+from srlab.imaging.io import is_image_file, read_image, write_image
 from srlab.imaging.tiling import dihedral
 
 log = logging.getLogger(__name__)
@@ -124,13 +122,9 @@ def cached_lr(pair: ImagePair, hr: np.ndarray, scale: int) -> np.ndarray:
     if path.is_file():
         return read_image(path)
     lr = make_lr(hr, scale)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(lr[..., 0] if lr.shape[2] == 1 else lr).save(partial, format="PNG")
-        partial.replace(path)
+        write_image(path, lr)
     except OSError as error:
-        partial.unlink(missing_ok=True)
         log.warning(
             "cannot cache LR images in %s (%s): they are made in memory", path.parent, error
         )

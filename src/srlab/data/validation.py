@@ -10,10 +10,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from srlab.data.datasets import ImagePair
 from srlab.errors import ConfigError, DataError
+from srlab.imaging.io import UnreadableImageError, image_header
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +39,12 @@ def image_size(path: Path) -> tuple[int, int]:
     if path.stat().st_size == 0:
         raise DataError("empty file (0 bytes)")
     try:
-        with Image.open(path) as image:
-            size = image.size
-            # verify() walks the whole file (chunk CRCs for PNG) without decoding pixels,
-            # so truncated files are found now rather than at step 7000.
-            image.verify()
-        return size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"not a readable image ({error})") from error
+        # verify walks the whole file (chunk CRCs for PNG) without decoding pixels, so
+        # truncated files are found now rather than at step 7000.
+        header = image_header(path, verify=True)
+    except UnreadableImageError as error:
+        raise DataError(f"not a readable image ({error.reason})") from error
+    return header.width, header.height
 
 
 def check_pairs(pairs: list[ImagePair], scale: int, patch_size: int | None = None) -> list[Problem]:

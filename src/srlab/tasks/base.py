@@ -15,12 +15,12 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from PIL import Image
 from torch import nn
 from torchmetrics import MetricCollection
 
 from srlab.errors import ConfigError, NonFiniteLossError
 from srlab.imaging.imresize import imresize
+from srlab.imaging.io import write_image
 from srlab.metrics import PSNRY, SSIMY, quantize
 from srlab.models.channels import super_resolve
 from srlab.models.complexity import summary
@@ -322,7 +322,7 @@ class SRTask(L.LightningModule):
         folder = Path(self.trainer.default_root_dir) / "images" / "val" / f"step_{step:07d}"
         folder.mkdir(parents=True, exist_ok=True)
         for set_name, image_name, panel in self._panels:
-            Image.fromarray(panel).save(folder / f"{set_name}_{image_name}.png")
+            write_image(folder / f"{set_name}_{image_name}.png", panel)
             # One key per image, so that W&B shows each image's history on a step slider.
             key = f"val/{set_name}/images/{image_name}"
             log_images(self.loggers, key, [panel], ["bicubic | SR | HR"], step)
