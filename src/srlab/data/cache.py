@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Part of every entry's key: bump it when what is stored for a source changes (e.g. how
-# read_image converts modes), so old entries are not served.
-FORMAT_VERSION = 1
+# read_image converts modes), so old entries are not served. 2: 16-bit colour sources are
+# round(v / 257) of all 16 bits (srlab.imaging.io), no longer Pillow's high byte.
+FORMAT_VERSION = 2
 
 _TEMP = re.compile(r"\..+\.(?P<host>[^.]+)-(?P<pid>\d+)-\d+\.tmp$")
 # The host part of temporary names, without dots (which would blur where the name splits).
