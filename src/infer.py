@@ -1,15 +1,17 @@
 """Super-resolve image files with a trained model.
 
-`python src/infer.py model=edsr_baseline ckpt=<checkpoint> input=<file|dir|glob> output=<dir>
-scale=4 tile=256`; see conf/infer.yaml for every option. Exits with status 1 when any file
+`python src/infer.py ckpt_path=<checkpoint> input=<file|dir|glob> output=<dir>
+inference.tile=256`; see conf/infer.yaml for every option. Exits with status 1 when any file
 failed (each is reported with its reason; the others are still written).
 """
+
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from srlab.app.infer import infer
-from srlab.runtime.hydra import configure_hydra, report_user_errors
+from srlab.runtime.hydra import check_renamed_keys, configure_hydra, report_user_errors
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="infer")
@@ -23,4 +25,6 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     configure_hydra()
+    with report_user_errors():
+        check_renamed_keys("infer", sys.argv[1:])
     main()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import runpy
 import struct
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,26 @@ def compose_config(
     with open_dict(cfg):
         del cfg["hydra"]  # @hydra.main hands the task the config without its hydra node
     return cfg
+
+
+def run_script(argv: list[str]) -> int:
+    """Run ``python <argv>`` in this process, as a new process would start: without the
+    Hydra state an earlier command left (a sweeper that reads ``hydra.sweep.dir`` before Hydra
+    sets its runtime config must fail here as it does in a shell); its exit status."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None
+    saved = sys.argv
+    sys.argv = list(argv)
+    try:
+        runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as exit_:
+        return 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = saved
+    return 0
 
 
 @dataclass

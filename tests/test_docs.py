@@ -32,9 +32,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import runpy
 import shlex
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,7 +41,7 @@ from pathlib import Path
 import mktestdocs
 import pytest
 import torch
-from helpers import REPO_ROOT, compose_config
+from helpers import REPO_ROOT, compose_config, run_script
 from omegaconf import OmegaConf
 from releases import edsr_pytorch_state, random_srcnn_mat, random_vdsr_mat
 
@@ -364,26 +362,6 @@ def fill_placeholders(text: str, ws: Path) -> str:
 
 
 # -- running a command -------------------------------------------------------------------------
-
-
-def run_script(argv: list[str]) -> int:
-    """Run ``python <argv>`` in this process, as a new process would start: without the
-    Hydra state an earlier command left (a sweeper that reads ``hydra.sweep.dir`` before Hydra
-    sets its runtime config must fail here as it does in a shell); its exit status."""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
-    GlobalHydra.instance().clear()
-    HydraConfig.instance().cfg = None
-    saved = sys.argv
-    sys.argv = list(argv)
-    try:
-        runpy.run_path(argv[0], run_name="__main__")
-    except SystemExit as exit_:
-        return 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        sys.argv = saved
-    return 0
 
 
 def build_only(args: list[str], ws: Path, tmp_path: Path) -> None:

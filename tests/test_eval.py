@@ -11,10 +11,12 @@ import torch
 from helpers import compose_config
 from PIL import Image
 
-from srlab.app.evaluate import Protocol, build_net, evaluate, match_folders
+from srlab.app.evaluate import evaluate, match_folders
+from srlab.app.network import build_network
 from srlab.errors import ConfigError, DataError
 from srlab.imaging import self_ensemble, tiled_forward
 from srlab.models import EDSR, Bicubic
+from srlab.tasks.evaluation import EvalOptions
 
 # shared/data/README.md: the published bicubic baseline (PSNR, SSIM).
 PUBLISHED = {
@@ -29,7 +31,7 @@ PUBLISHED = {
 
 def _eval_cfg(out: Path, overrides: list[str], shared_data: Path):
     return compose_config(
-        out, [f"data_root={shared_data / 'benchmarks'}", *overrides], config_name="eval"
+        out, [f"data.root={shared_data / 'benchmarks'}", *overrides], config_name="eval"
     )
 
 
@@ -53,7 +55,7 @@ def test_folder_scoring_equals_model_scoring(shared_data: Path, tmp_path: Path) 
     model_run = evaluate(
         _eval_cfg(
             tmp_path / "model",
-            ["model=bicubic", "scale=3", "eval.save_images=true", "eval.sets=[set14]"],
+            ["model=bicubic", "scale=3", "eval.save_images=true", "data.test_sets=[set14]"],
             shared_data,
         )
     )
@@ -102,8 +104,8 @@ def test_folder_scoring_size_mismatch_is_clear(tmp_path: Path, shared_data: Path
 
 
 def test_model_with_weights_needs_them(tmp_path: Path, shared_data: Path) -> None:
-    with pytest.raises(ConfigError, match="ckpt="):
-        build_net(_eval_cfg(tmp_path, ["model=edsr_baseline", "scale=2"], shared_data))
+    with pytest.raises(ConfigError, match="ckpt_path="):
+        build_network(_eval_cfg(tmp_path, ["model=edsr_baseline", "scale=2"], shared_data))
 
 
 def test_checkpoint_is_evaluated(tmp_path: Path, shared_data: Path) -> None:
@@ -114,10 +116,10 @@ def test_checkpoint_is_evaluated(tmp_path: Path, shared_data: Path) -> None:
     cfg = _eval_cfg(
         tmp_path,
         ["model=edsr_baseline", "scale=2", "model.net.num_feat=8", "model.net.num_block=1",
-         f"ckpt={tmp_path / 'm.ckpt'}", "eval.sets=[set5]"],
+         f"ckpt_path={tmp_path / 'm.ckpt'}", "data.test_sets=[set5]"],
         shared_data,
     )  # fmt: skip
-    loaded = build_net(cfg)
+    loaded = build_network(cfg).net
     for key, value in net.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
     assert "Set5" in evaluate(cfg)["datasets"]
@@ -142,8 +144,49 @@ def test_self_ensemble_of_an_equivariant_model_is_the_model() -> None:
 
 
 def test_protocol_names_and_options() -> None:
-    assert Protocol().name == "y-shave-scale"
-    assert Protocol("rgb", 0, False).name == "rgb-shave-0"
-    assert Protocol("y", 4, True).name == "y8-shave-4"
+    assert EvalOptions().protocol == "y-shave-scale"
+    assert EvalOptions("rgb", 0, False).protocol == "rgb-shave-0"
+    assert EvalOptions("y", 4, True).protocol == "y8-shave-4"
     with pytest.raises(ConfigError, match="channel"):
-        Protocol("lab")
+        EvalOptions("lab")
+
+
+def test_training_test_and_eval_of_its_checkpoint_agree(tmp_path: Path, shared_data: Path) -> None:
+    """One evaluation path: the test at the end of training and `python src/eval.py
+    ckpt_path=<that checkpoint>` (no model, no scale: the checkpoint names them) give the same
+    numbers."""
+    from srlab.app.train import train
+
+    benchmarks = shared_data / "benchmarks"
+    run = tmp_path / "run"
+    train(
+        compose_config(
+            run,
+            ["debug=fast", "logger=none", "data.val_sets=[set5]", "data.eval_crop=null",
+             "trainer.limit_val_batches=null", "trainer.limit_test_batches=null",
+             f"paths.data_dir={benchmarks}"],
+        )
+    )  # fmt: skip
+    tested = json.loads((run / "run.json").read_text())["test"]
+    (best,) = (run / "checkpoints").glob("best_*.ckpt")
+    cfg = _eval_cfg(tmp_path / "eval", [f"ckpt_path={best}", "data.test_sets=[set5]"], shared_data)
+    results = evaluate(cfg)
+    assert results["model"] == "edsr_tiny" and results["scale"] == 2
+    set5 = results["datasets"]["Set5"]
+    assert set5["psnr"] == pytest.approx(tested["test/Set5/psnr"], abs=1e-9)
+    assert set5["ssim"] == pytest.approx(tested["test/Set5/ssim"], abs=1e-9)
+    assert set5["bicubic"]["psnr"] == pytest.approx(tested["test/Set5/psnr_bicubic"], abs=1e-9)
+    assert len(set5["images"]) == 5
+    assert np.mean([v["psnr"] for v in set5["images"].values()]) == pytest.approx(set5["psnr"])
+
+
+def test_renamed_keys_name_their_replacement() -> None:
+    from srlab.runtime.hydra import check_renamed_keys
+
+    with pytest.raises(ConfigError, match="ckpt is now ckpt_path; eval.sets is now data.test_sets"):
+        check_renamed_keys("eval", ["ckpt=a.ckpt", "eval.sets=[set5]", "scale=2"])
+    with pytest.raises(ConfigError, match="data_root is now data.root"):
+        check_renamed_keys("eval", ["+data_root=/data"])
+    with pytest.raises(ConfigError, match="tile is now inference.tile"):
+        check_renamed_keys("infer", ["tile=256"])
+    check_renamed_keys("eval", ["ckpt_path=a.ckpt", "data.test_sets=[set5]"])  # no error

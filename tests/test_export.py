@@ -12,8 +12,8 @@ import pytest
 import torch
 from helpers import compose_config
 
-from srlab.errors import SRLabError
 from srlab.app.export import ExportError, _require, export
+from srlab.errors import SRLabError
 from srlab.imaging import imresize
 from srlab.models import EDSR
 from srlab.models.rrdbnet import RRDBNet
@@ -59,7 +59,7 @@ def test_edsr_baseline_export_matches_eager(
         export_cfg(
             tmp_path,
             "model=edsr_baseline",
-            f"ckpt={weights}",
+            f"ckpt_path={weights}",
             f"format={fmt}",
             method,
             f"output={output}",
@@ -98,7 +98,7 @@ def test_gan_lightning_checkpoint_exports_its_generator(tmp_path: Path) -> None:
             tmp_path,
             "model=esrgan",
             "scale=4",
-            f"ckpt={tmp_path / 'last.ckpt'}",
+            f"ckpt_path={tmp_path / 'last.ckpt'}",
             "format=torchscript",
             *(f"model.net.{k}={v}" for k, v in tiny.items()),
         )

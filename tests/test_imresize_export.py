@@ -67,7 +67,7 @@ def test_edsr_tiny_exports_with_dynamic_sizes(
     overrides = [
         "model=edsr_tiny",
         f"scale={scale}",
-        f"ckpt={weights}",
+        f"ckpt_path={weights}",
         f"format={fmt}",
         method,
         f"output={output}",

@@ -17,8 +17,8 @@ import torch
 from helpers import REPO_ROOT, compose_config
 from PIL import Image, ImageCms, ImageOps
 
-from srlab.app.evaluate import build_net
 from srlab.app.infer import InferenceOptions, find_inputs, infer, load_image, plan_jobs
+from srlab.app.network import build_network
 from srlab.errors import ConfigError, ImageReadError
 from srlab.imaging import imresize
 from srlab.imaging.io import read_full, write_image
@@ -40,7 +40,14 @@ def infer_cfg(tmp_path: Path, source: Path, *overrides: str):
     """The config of `python src/infer.py input=<source> output=<tmp>/sr ...`."""
     return compose_config(
         tmp_path / "run",
-        ["scale=2", f"input={source}", f"output={tmp_path / 'sr'}", "progress=false", *overrides],
+        [
+            "model=bicubic",
+            "scale=2",
+            f"input={source}",
+            f"output={tmp_path / 'sr'}",
+            "progress=false",
+            *overrides,
+        ],
         config_name="infer",
     )
 
@@ -168,12 +175,12 @@ def test_tiled_equals_untiled_for_edsr_baseline(tmp_path: Path) -> None:
             tmp_path,
             tmp_path,
             "model=edsr_baseline",
-            f"ckpt={weights}",
-            f"tile={tile}",
-            "tile_overlap=36",
+            f"ckpt_path={weights}",
+            f"inference.tile={tile}",
+            "inference.tile_overlap=36",
         )
         options = InferenceOptions.from_config(cfg)
-        predict = make_predictor(build_net(cfg), 2, options.tile, options.tile_overlap)
+        predict = make_predictor(build_network(cfg).net, 2, options.tile, options.tile_overlap)
         (outputs[tile],) = upscale_images(predict, [image], 2, torch.device("cpu"))
     assert outputs["48"].pixels.shape == (3, 192, 160)
     torch.testing.assert_close(outputs["48"].pixels, outputs["null"].pixels, atol=1e-5, rtol=0)
@@ -187,16 +194,16 @@ def test_bf16_batches_and_ensemble_agree_with_fp32(tmp_path: Path) -> None:
         Image.fromarray(smooth(12, 16 if name != "b" else 14, 3)).save(source / f"{name}.png")
     net_overrides = [
         "model=edsr_baseline",
-        f"ckpt={weights}",
+        f"ckpt_path={weights}",
         "model.net.num_feat=8",
         "model.net.num_block=2",
     ]
     results = {}
     for run, extra in {
         "fp32": [],
-        "bf16": ["precision=bf16"],
-        "batch": ["batch=3"],
-        "ensemble": ["self_ensemble=true"],
+        "bf16": ["inference.precision=bf16"],
+        "batch": ["inference.batch=3"],
+        "ensemble": ["inference.self_ensemble=true"],
     }.items():
         out = tmp_path / run
         report = infer(
@@ -261,6 +268,7 @@ def test_output_folder_inside_input_is_not_read_back(tmp_path: Path) -> None:
             compose_config(
                 tmp_path / "run",
                 [
+                    "model=bicubic",
                     "scale=2",
                     f"input={tmp_path}",
                     f"output={tmp_path / 'sr'}",
@@ -276,9 +284,9 @@ def test_output_folder_inside_input_is_not_read_back(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["precision=16", "device=cpu"], "needs a CUDA device"),
+        (["inference.precision=16", "inference.device=cpu"], "needs a CUDA device"),
         (["format=gif"], "format='gif'"),
-        (["tile=-8"], "tile=-8"),
+        (["inference.tile=-8"], "tile=-8"),
         (["model=edsr_baseline"], "has weights to learn"),
     ],
 )

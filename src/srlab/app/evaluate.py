@@ -1,177 +1,123 @@
-"""Benchmark evaluation behind ``src/eval.py``: score a model (or a folder of SR images) on
+"""Benchmark evaluation behind ``src/eval.py``: score a network (or a folder of SR images) on
 evaluation sets by the literature's protocol, write ``results.json`` / ``results.md``, and
-show every number beside the published one."""
+show every number beside the published one.
+
+A network is scored by a Lightning test of :class:`srlab.tasks.SRTask` on the test sets of
+``cfg.data`` (``data.test_sets``), exactly as training tests its best checkpoint: one code path
+(:meth:`srlab.tasks.SRTask.evaluate_batch`), so ``results.json`` and a run's ``test/...``
+metrics agree for the same weights. Folder scoring (``sr_dir=``) scores images made
+elsewhere with the same metrics.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
-from torch import nn
 
-from srlab.data import get_image_set, list_pairs, load_pair, read_image
+from srlab.app.network import build_network
+from srlab.data import SRDataModule, read_image
 from srlab.data.datasets import to_tensor
 from srlab.errors import ConfigError, DataError
-from srlab.imaging import imresize, rgb_to_gray
-from srlab.imaging.io import is_image_file, write_image
-from srlab.imaging.predict import make_predictor, resolve_device
-from srlab.metrics import psnr_y, quantize, ssim_y, to_y255
+from srlab.imaging import rgb_to_gray
+from srlab.imaging.io import is_image_file
+from srlab.metrics import psnr_y, ssim_y
 from srlab.metrics.published import published
 from srlab.runtime.config_check import check_targets
-from srlab.weights import load_pretrained
+from srlab.tasks import SRTask
+from srlab.tasks.evaluation import EvalOptions
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Protocol:
-    """How SR images are scored (README, "Evaluation protocol"); the defaults are the literature's.
-
-    Args:
-        channel: ``y`` (MATLAB's Y) or ``rgb``.
-        shave: border pixels removed on every side; None means the scale.
-        round_y: round Y to 8-bit levels first (MATLAB ``rgb2ycbcr`` on uint8; older papers).
-    """
-
-    channel: str = "y"
-    shave: int | None = None
-    round_y: bool = False
-
-    def __post_init__(self) -> None:
-        if self.channel not in ("y", "rgb"):
-            raise ConfigError(f"eval.channel={self.channel!r}: use 'y' or 'rgb'")
-
-    @property
-    def name(self) -> str:
-        """A short name recorded in results.json, e.g. ``y-shave-scale``."""
-        shave = "scale" if self.shave is None else str(self.shave)
-        return f"{self.channel}{'8' if self.round_y else ''}-shave-{shave}"
-
-    def score(self, sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[float, float]:
-        """PSNR and SSIM of one image pair [1, C, H, W] in [0, 1]."""
-        shave = scale if self.shave is None else self.shave
-        options = {"channel": self.channel, "round_y": self.round_y}
-        return (
-            float(psnr_y(sr, hr, shave, **options)[0]),
-            float(ssim_y(sr, hr, shave, **options)[0]),
-        )
+#: ``inference.precision`` -> Lightning's ``trainer.precision``.
+PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
 
 
-# Where the network's LR input comes from (eval.lr_from): "rgb", the set's 8-bit RGB LR (files
-# or MATLAB bicubic of the RGB HR); "y", the Y channel of HR downscaled in floating point.
-LR_FROM = ("rgb", "y")
-
-
-def y_channel_pair(hr: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """HR and LR of one image as the SRCNN and VDSR test code make them (``eval.lr_from=y``).
-
-    HR becomes its Y channel as MATLAB's ``rgb2ycbcr`` gives it for a uint8 image (rounded to
-    8 bits; a grayscale image is its own Y), and LR is ``imresize(Y, 1/scale)`` kept in floating
-    point, not saved to 8 bits. The published bicubic, SRCNN and VDSR tables were computed on
-    this pair: it reproduces their bicubic Set5 rows to every printed digit, where the RGB LR
-    files land 0.01-0.02 dB higher (``tests/test_published_weights.py``).
-
-    Args:
-        hr: the 8-bit HR image ``[1, C, H, W]`` in [0, 1], mod-cropped to ``scale``; C 1 or 3.
-        scale: the SR scale.
-
-    Returns:
-        ``(y_hr, y_lr)``: ``[1, 1, H, W]`` and ``[1, 1, H / scale, W / scale]``, dtype of ``hr``.
-    """
-    y_hr = to_y255(hr, round_y=True).to(hr.dtype) / 255
-    return y_hr, imresize(y_hr, scale=1 / scale)
-
-
-def check_lr_from(options: DictConfig) -> str:
-    """``eval.lr_from``, checked against the options it cannot be combined with."""
-    lr_from = options.get("lr_from", "rgb")
-    if lr_from not in LR_FROM:
-        raise ConfigError(f"eval.lr_from={lr_from!r}: use one of {LR_FROM}")
-    if lr_from == "y" and options.channel != "y":
-        raise ConfigError(
-            f"eval.lr_from=y super-resolves and scores the Y channel alone, so "
-            f"eval.channel={options.channel!r} cannot be scored: use eval.lr_from=rgb for it"
-        )
-    if lr_from == "y" and options.lr == "files":
+def eval_options(cfg: DictConfig, save_dir: Path | None = None) -> EvalOptions:
+    """The protocol (``eval.*``) and forward pass (``inference.*``) of ``cfg``, checked."""
+    protocol, inference = cfg.eval, cfg.inference
+    options = EvalOptions(
+        channel=protocol.channel,
+        shave=protocol.shave,
+        round_y=bool(protocol.round_y),
+        lr_from=protocol.lr_from,
+        tile=inference.tile or None,
+        tile_overlap=int(inference.tile_overlap),
+        self_ensemble=bool(inference.self_ensemble),
+        save_dir=save_dir,
+    )
+    if options.lr_from == "y" and cfg.get("data") is not None and cfg.data.get("lr") == "files":
         raise ConfigError(
             "eval.lr_from=y makes LR from the HR's Y channel and never reads LR files, but "
-            "eval.lr=files asks for them: drop one of the two"
+            "data.lr=files asks for them: drop one of the two"
         )
-    return lr_from
+    return options
 
 
-def summarize(images: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """Mean PSNR/SSIM over images (the literature's mean of per-image values)."""
-    return {
-        "psnr": float(np.mean([v["psnr"] for v in images.values()])),
-        "ssim": float(np.mean([v["ssim"] for v in images.values()])),
-        "images": images,
-    }
-
-
-# -- model evaluation --------------------------------------------------------------------
-
-
-def build_net(cfg: DictConfig) -> nn.Module:
-    """The network of ``cfg.model`` with the weights of ``ckpt`` or ``model.pretrained``."""
-    check_targets(cfg.model, "model")
-    net: nn.Module = instantiate(cfg.model.net, _convert_="all")
-    weights = cfg.get("ckpt") or cfg.model.get("pretrained")
-    if weights:
-        load_pretrained(net, weights, ignore=cfg.model.get("pretrained_ignore") or ())
-    elif any(True for _ in net.parameters()):
+def test_trainer(inference: DictConfig, output_dir: Path) -> L.Trainer:
+    """A Trainer that only tests: ``inference.device`` and ``inference.precision``, no logger,
+    no checkpoints."""
+    precision = PRECISIONS.get(str(inference.precision))
+    if precision is None:
         raise ConfigError(
-            f"{type(net).__name__} has weights to learn: give them with ckpt=<checkpoint> or "
-            "model.pretrained=<path or URL> (model=bicubic needs none)"
+            f"inference.precision={inference.precision!r}: use one of {', '.join(PRECISIONS)}"
         )
-    return net.eval()
+    device = str(inference.device)
+    if device == "auto":
+        accelerator, devices = "auto", 1
+    elif device == "cpu":
+        accelerator, devices = "cpu", 1
+    elif device.startswith("cuda"):
+        accelerator, devices = "gpu", [int(device.split(":")[1])] if ":" in device else 1
+    else:
+        raise ConfigError(f"inference.device={device!r}: use auto, cpu, cuda or cuda:<N>")
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        default_root_dir=str(output_dir),
+    )
 
 
-def predictor(
-    net: nn.Module, scale: int, tile: int | None, overlap: int, ensemble: bool
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """LR -> SR for whole images, with optional tiling and x8 self-ensemble."""
-    return make_predictor(net, scale, tile, overlap, ensemble)
-
-
-def evaluate_set(
-    predict: Callable[[torch.Tensor], torch.Tensor],
-    pairs: Iterable,
-    scale: int,
-    protocol: Protocol,
-    device: torch.device,
-    save_dir: Path | None = None,
-    lr_from: str = "rgb",
-) -> dict[str, Any]:
-    """Super-resolve and score every image pair of one set (``lr_from``: see ``LR_FROM``)."""
-    images = {}
-    for pair in pairs:
-        hr, lr = (to_tensor(a)[None].to(device) for a in load_pair(pair, scale, channels=None))
-        if lr_from == "y":
-            hr, lr = y_channel_pair(hr, scale)
-        with torch.inference_mode():
-            sr = predict(lr).clamp(0, 1)
-        psnr, ssim = protocol.score(sr, hr, scale)
-        images[pair.name] = {"psnr": psnr, "ssim": ssim}
-        if save_dir is not None:
-            save_image(sr, save_dir / f"{pair.name}.png")
-    return summarize(images)
-
-
-def save_image(image: torch.Tensor, path: Path) -> None:
-    """Save a [1, C, H, W] image in [0, 1] as an 8-bit PNG (1 channel stays grayscale)."""
-    write_image(path, quantize(image[0]).to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+def evaluate_network(cfg: DictConfig, options: EvalOptions) -> tuple[str, dict[str, Any]]:
+    """Test the network of ``cfg`` on ``cfg.data``'s test sets; its name and the sets' results
+    (mean and per-image PSNR/SSIM, and the bicubic baseline's)."""
+    network = build_network(cfg)
+    check_targets(cfg.data, "data")
+    datamodule: SRDataModule = instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()  # downloads the sets when data.download is set
+    datamodule.verify()  # every set located before the first image is scored
+    if not datamodule.test_sets:
+        raise ConfigError("data.test_sets is empty: list the sets to score, e.g. [set5,set14]")
+    task = SRTask(network.net, name=network.name, num_log_images=0)
+    task.configure_evaluation(options)
+    trainer = test_trainer(cfg.inference, Path(cfg.paths.output_dir))
+    trainer.test(task, datamodule=datamodule, verbose=False)
+    metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
+    datasets = {}
+    for name in datamodule.test_set_names:
+        datasets[name] = {
+            "psnr": metrics[f"test/{name}/psnr"],
+            "ssim": metrics[f"test/{name}/ssim"],
+            "bicubic": {
+                "psnr": metrics[f"test/{name}/psnr_bicubic"],
+                "ssim": metrics[f"test/{name}/ssim_bicubic"],
+            },
+            "images": task.image_scores[name],
+        }
+    return network.name, datasets
 
 
 # -- folder scoring ----------------------------------------------------------------------
@@ -213,7 +159,19 @@ def match_folders(sr_dir: Path, hr_dir: Path) -> list[tuple[Path, Path]]:
     return [(found[0], hr) for hr, found in matches.items()]
 
 
-def score_folder(sr_dir: Path, hr_dir: Path, scale: int, protocol: Protocol) -> dict[str, Any]:
+def score_pair(
+    sr: torch.Tensor, hr: torch.Tensor, scale: int, options: EvalOptions
+) -> dict[str, float]:
+    """PSNR and SSIM of one image pair ``[1, C, H, W]`` in [0, 1] by ``options``' protocol."""
+    shave = scale if options.shave is None else options.shave
+    protocol = {"channel": options.channel, "round_y": options.round_y}
+    return {
+        "psnr": float(psnr_y(sr, hr, shave, **protocol)[0]),
+        "ssim": float(ssim_y(sr, hr, shave, **protocol)[0]),
+    }
+
+
+def score_folder(sr_dir: Path, hr_dir: Path, scale: int, options: EvalOptions) -> dict[str, Any]:
     """Score SR images made elsewhere against their HR images (mod-cropped when larger)."""
     images = {}
     for sr_path, hr_path in match_folders(sr_dir, hr_dir):
@@ -232,9 +190,12 @@ def score_folder(sr_dir: Path, hr_dir: Path, scale: int, protocol: Protocol) -> 
             sr_t = rgb_to_gray(sr_t)  # a gray image saved as RGB by another tool
         elif hr_t.shape[1] == 3 and sr_t.shape[1] == 1:
             sr_t = sr_t.expand(-1, 3, -1, -1)
-        psnr, ssim = protocol.score(sr_t, hr_t, scale)
-        images[hr_path.stem] = {"psnr": psnr, "ssim": ssim}
-    return summarize(images)
+        images[hr_path.stem] = score_pair(sr_t, hr_t, scale, options)
+    return {
+        "psnr": float(np.mean([v["psnr"] for v in images.values()])),
+        "ssim": float(np.mean([v["ssim"] for v in images.values()])),
+        "images": images,
+    }
 
 
 # -- reporting ---------------------------------------------------------------------------
@@ -315,70 +276,31 @@ def write_results(results: dict[str, Any], output_dir: Path) -> None:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate ``cfg.model`` on ``cfg.eval.sets`` (or score ``sr_dir`` against ``hr_dir``).
+    """Evaluate the network of ``cfg`` on ``cfg.data.test_sets`` (or score ``sr_dir`` against
+    ``hr_dir``).
 
     Returns the results dict that is also written to ``<output_dir>/results.json``.
     """
-    scale, options = int(cfg.scale), cfg.eval
-    protocol = Protocol(options.channel, options.shave, options.round_y)
     output_dir = Path(cfg.paths.output_dir)
+    save_dir = output_dir / "images" if cfg.eval.save_images else None
+    options = eval_options(cfg, save_dir)
+    extra: dict[str, Any] = {}
     if cfg.get("sr_dir"):
         if not cfg.get("hr_dir"):
             raise ConfigError("folder scoring needs hr_dir=<folder of HR images> with sr_dir")
+        if cfg.get("scale") is None:
+            raise ConfigError("folder scoring needs scale=<2|3|4> (the border it shaves)")
         hr_dir = Path(cfg.hr_dir)
-        entry = score_folder(Path(cfg.sr_dir), hr_dir, scale, protocol)
+        entry = score_folder(Path(cfg.sr_dir), hr_dir, int(cfg.scale), options)
         model_name, datasets = cfg.get("method") or "folder", {hr_dir.name: entry}
-        lr_source = {}
     else:
-        lr_from = check_lr_from(options)
-        model_name = _model_name(cfg)
-        datasets = evaluate_model(cfg, scale, protocol, output_dir, lr_from)
-        lr_source = {"lr_from": lr_from}
-    results = {"scale": scale, "model": model_name, "protocol": protocol.name, **lr_source}
+        model_name, datasets = evaluate_network(cfg, options)
+        extra = {"lr_from": options.lr_from}
+    results = {"scale": int(cfg.scale), "model": model_name, "protocol": options.protocol}
+    results.update(extra)
     results["datasets"] = datasets
     add_published(results)
     write_results(results, output_dir)
     print_results(results)
     Console().print(f"results:  {output_dir / 'results.json'}", soft_wrap=True)
     return results
-
-
-def evaluate_model(
-    cfg: DictConfig, scale: int, protocol: Protocol, output_dir: Path, lr_from: str = "rgb"
-) -> dict[str, Any]:
-    """Evaluate the model of ``cfg`` on every set of ``cfg.eval.sets``, LR from ``lr_from``."""
-    options = cfg.eval
-    device = _device(options.device)
-    net = build_net(cfg).to(device)
-    if getattr(net, "upscale", scale) != scale:
-        raise ConfigError(f"the network upsamples x{net.upscale} but scale={scale}")
-    predict = predictor(net, scale, options.tile, options.tile_overlap, options.self_ensemble)
-    image_sets = [get_image_set(spec) for spec in _as_list(options.sets)]
-    root, cache_dir = Path(cfg.data_root), cfg.paths.get("cache_dir")
-    if options.get("download"):
-        from srlab.data.download import download_sets
-
-        download_sets(image_sets, root, scales=[scale])
-    # List every set before the first image is scored: a missing set fails at once.
-    pairs = {s.name: list_pairs(s, root, scale, options.lr, cache_dir) for s in image_sets}
-    datasets = {}
-    for name, set_pairs in pairs.items():
-        save_dir = output_dir / "images" / name if options.save_images else None
-        datasets[name] = evaluate_set(
-            predict, set_pairs, scale, protocol, device, save_dir, lr_from
-        )
-    return datasets
-
-
-def _model_name(cfg: DictConfig) -> str:
-    if HydraConfig.initialized():
-        return HydraConfig.get().runtime.choices.get("model", "model")
-    return "model"
-
-
-def _device(name: str) -> torch.device:
-    return resolve_device(name)
-
-
-def _as_list(value: Any) -> Sequence:
-    return [value] if isinstance(value, str | dict | DictConfig) else list(value)

@@ -2,7 +2,7 @@
 
 The library behind ``src/export.py``::
 
-    python src/export.py model=edsr_baseline ckpt=<weights> scale=4 format=onnx output=edsr.onnx
+    python src/export.py ckpt_path=<checkpoint> format=onnx output=edsr.onnx
 
 The exported graph is the bare network of ``cfg.model.net`` (for a GAN, its generator): input
 ``lr`` ``[B, num_in_ch, H, W]`` float32 in ``[0, 1]``, output ``sr``
@@ -38,13 +38,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from srlab.app.evaluate import build_net
+from srlab.app.network import build_network
 from srlab.errors import ConfigError, SRLabError
 
 log = logging.getLogger(__name__)
@@ -314,7 +313,7 @@ def check_parity(net: nn.Module, path: Path, fmt: str, lr: torch.Tensor) -> floa
 
 
 def export(cfg: DictConfig) -> ExportResult:
-    """Export the network of ``cfg.model`` (weights from ``ckpt``) and check it.
+    """Export the network of ``cfg`` (``ckpt_path`` and/or ``model``) and check it.
 
     Writes ``cfg.output`` (default ``<run dir>/<model>_x<scale>.onnx`` or ``.pt``), prints the
     parity check and returns it.
@@ -328,9 +327,8 @@ def export(cfg: DictConfig) -> ExportResult:
         _require(
             "onnx", "onnxruntime", *(("onnxscript",) if options.onnx_exporter == "dynamo" else ())
         )
-    net = build_net(cfg).cpu().float()
-    model_name = _model_name()
-    scale = int(getattr(net, "upscale", cfg.scale))
+    network = build_network(cfg)
+    net, model_name, scale = network.net.cpu().float(), network.name, network.scale
     path = (
         Path(cfg.output)
         if cfg.get("output")
@@ -446,9 +444,3 @@ def _summary(error: BaseException) -> str:
         if after:
             return after[0]
     return lines[0] if lines else type(error).__name__
-
-
-def _model_name() -> str:
-    if HydraConfig.initialized():
-        return str(HydraConfig.get().runtime.choices.get("model", "model"))
-    return "model"

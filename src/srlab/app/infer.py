@@ -1,6 +1,6 @@
 """Super-resolve image files: the library behind ``src/infer.py``.
 
-``python src/infer.py model=edsr_baseline ckpt=<weights> input=<file|folder|glob> output=<dir>``
+``python src/infer.py ckpt_path=<checkpoint> input=<file|folder|glob> output=<dir>``
 reads every image, runs the network on it (whole, tiled, or as the x8 self-ensemble; in fp32,
 bf16 or fp16; several images of one size per batch) and writes ``<output>/<name><suffix>.<ext>``,
 keeping the folder structure of a folder input. Everything here is a plain function of its
@@ -48,7 +48,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from srlab.app.evaluate import build_net
+from srlab.app.network import build_network
 from srlab.errors import ConfigError
 from srlab.imaging.io import (
     IMAGE_EXTENSIONS,
@@ -136,15 +136,16 @@ class InferenceOptions:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> InferenceOptions:
         """The options of an ``infer`` config (``conf/infer.yaml``)."""
-        tile = cfg.get("tile")
+        inference = cfg.inference
+        tile = inference.get("tile")
         return cls(
             scale=int(cfg.scale),
             tile=int(tile) if tile else None,
-            tile_overlap=int(cfg.tile_overlap),
-            self_ensemble=bool(cfg.self_ensemble),
-            precision=str(cfg.precision),
-            batch=int(cfg.batch),
-            device=str(cfg.device),
+            tile_overlap=int(inference.tile_overlap),
+            self_ensemble=bool(inference.self_ensemble),
+            precision=str(inference.precision),
+            batch=int(inference.batch),
+            device=str(inference.device),
             format=str(cfg.format),
             quality=int(cfg.quality),
             suffix=str(cfg.suffix or ""),
@@ -404,15 +405,16 @@ def infer(cfg: DictConfig) -> InferenceReport:
     non-zero exit status. Config problems (no input, weights that do not fit) raise
     :class:`~srlab.errors.ConfigError` before any image is processed.
     """
-    options = InferenceOptions.from_config(cfg)
     if OmegaConf.is_missing(cfg, "input") or not cfg.input:
         raise ConfigError("no images given: add input=<image file, folder or glob>")
+    network = build_network(cfg)  # sets cfg.scale to the checkpoint's when none is given
+    options = InferenceOptions.from_config(cfg)
     output_dir = Path(str(cfg.output)).expanduser()
     device = resolve_device(options.device)
     dtype = autocast_dtype(options.precision, device)
     base, files = find_inputs(str(cfg.input), options.recursive, exclude=output_dir)
     jobs, refused = plan_jobs(base, files, output_dir, options.format, options.suffix)
-    net = build_net(cfg).to(device)
+    net = network.net.to(device)
     if getattr(net, "upscale", options.scale) != options.scale:
         raise ConfigError(
             f"the network upsamples x{net.upscale} but scale={options.scale}: set scale="

@@ -30,6 +30,7 @@ from srlab.runtime.checkpoints import (
 )
 from srlab.runtime.config_check import check_targets
 from srlab.runtime.launch import ranks_rerun_this_job
+from srlab.tasks.evaluation import EvalOptions
 from srlab.tracking import (
     RunIdCallback,
     finish_wandb,
@@ -41,13 +42,18 @@ from srlab.tracking import (
 
 log = logging.getLogger(__name__)
 
-# With OnExceptionCheckpoint configured, Lightning looks for a "last" checkpoint to resume
-# from on every fit and warns when a fresh run has none; srlab resolves resumes itself.
-warnings.filterwarnings("ignore", message=r".*\(ckpt_path=None\)` was called without a model")
-warnings.filterwarnings("ignore", message=r".*but there is no last checkpoint available")
-# Lightning only knows loaders with their own state_dict; srlab's training order is resumed by
-# the DataModule's state (SRDataModule.state_dict), so a mid-epoch resume is exact.
-warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before")
+
+def _quiet_resume_warnings() -> None:
+    """Silence Lightning's warnings about resuming that do not apply to srlab's runs."""
+    # With OnExceptionCheckpoint configured, Lightning looks for a "last" checkpoint to resume
+    # from on every fit and warns when a fresh run has none; srlab resolves resumes itself.
+    warnings.filterwarnings("ignore", message=r".*\(ckpt_path=None\)` was called without a model")
+    warnings.filterwarnings("ignore", message=r".*but there is no last checkpoint available")
+    # Lightning only knows loaders with their own state_dict; srlab's training order is resumed
+    # by the DataModule's state (SRDataModule.state_dict), so a mid-epoch resume is exact.
+    warnings.filterwarnings(
+        "ignore", message=r"You're resuming from a checkpoint that ended before"
+    )
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -56,6 +62,7 @@ def train(cfg: DictConfig) -> float | None:
     Returns:
         For Hydra sweepers to optimize: ``cfg.optimized_metric`` (see :func:`_objective`).
     """
+    _quiet_resume_warnings()
     datamodule, model, net_summary = build(cfg)
     output_dir = Path(cfg.paths.output_dir)
     requested = cfg.get("ckpt_path")
@@ -103,6 +110,8 @@ def build(
     datamodule.require_train_set()
     model: L.LightningModule = _instantiate_user_config(cfg.model)
     _check_scale(cfg, model, datamodule)
+    # Checkpoints carry the model config: eval, infer and export rebuild the network from them.
+    model.describe(OmegaConf.to_container(cfg.model, resolve=True))
     # Size and compute of the network, to compare a run's speed with the hardware's peak.
     net_summary = summary(model.net, scale=cfg.scale, lr_size=32)
     log.info("model: %s", net_summary)
@@ -145,7 +154,18 @@ def _fit_and_test(
             )
             raise SystemExit(128 + signal.SIGTERM) from None
         objective = _objective(trainer, cfg.get("optimized_metric"))
-        test_metrics = _test_best(trainer, model, datamodule) if cfg.get("test") else {}
+        test_metrics = {}
+        if cfg.get("test"):
+            inference = cfg.get("inference") or {}
+            # The test runs the network as src/eval.py does (tiling, self-ensemble).
+            model.configure_evaluation(
+                EvalOptions(
+                    tile=inference.get("tile") or None,
+                    tile_overlap=int(inference.get("tile_overlap", 32)),
+                    self_ensemble=bool(inference.get("self_ensemble", False)),
+                )
+            )
+            test_metrics = _test_best(trainer, model, datamodule)
         if trainer.is_global_zero:
             print_summary(trainer, test_metrics, datamodule.test_set_names)
         failed = False

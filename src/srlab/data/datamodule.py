@@ -118,7 +118,8 @@ class SRDataModule(L.LightningDataModule):
         self.test_sets = (
             self.val_sets if test_sets is None else [get_image_set(s) for s in test_sets]
         )
-        _check_unique_names(self.val_sets, "data.val_sets")
+        # Training validates on val_sets; an evaluation-only module (src/eval.py) may test only.
+        _check_unique_names(self.val_sets, "data.val_sets", allow_empty=not self.train_sets)
         _check_unique_names(self.test_sets, "data.test_sets")
         self.train_scales = [self.scale] if not train_scales else [int(s) for s in train_scales]
         _check_num_workers(num_workers)
@@ -340,11 +341,11 @@ class SRDataModule(L.LightningDataModule):
         )
 
 
-def _check_unique_names(sets: list[ImageSet], key: str) -> None:
+def _check_unique_names(sets: list[ImageSet], key: str, allow_empty: bool = False) -> None:
     names = [image_set.name for image_set in sets]
     if len(set(names)) != len(names):
         raise ConfigError(f"{key} names a set twice: {names}; metric names would collide")
-    if not sets:
+    if not sets and not allow_empty:
         raise ConfigError(f"{key} is empty: list at least one evaluation set, e.g. [set5]")
 
 

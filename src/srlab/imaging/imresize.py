@@ -21,12 +21,10 @@ against the Set5/Set14 LR images MATLAB made):
   zero and saturated), exactly as MATLAB's ``imresizemex`` does, so the intermediate image
   is quantised too; that is what makes the result bit-exact with MATLAB.
 
-How it is computed: sparsely, in torch only, so that it runs on any device, under
-``torch.compile``, and inside networks exported to ONNX or TorchScript with dynamic sizes
-(``src/srlab/app/export.py``; the MATLAB-bicubic networks in ``src/srlab/models/`` call it in
-their forward). The only Python numbers are the scale factors, which fix the number of
-taps; tap positions and weights are computed in torch from the (possibly symbolic or
-traced) sizes. Each pass is one of:
+How it is computed: sparsely, in torch only (any device, ``torch.compile``, ONNX and
+TorchScript exports with dynamic sizes of the networks that call it). The only Python numbers
+are the scale factors; tap positions and weights are computed in torch from the (possibly
+symbolic or traced) sizes. Each pass is one of:
 
 * Banded blocks (any scale; always for H): MATLAB's per-output taps and weights, computed
   in float64 (:func:`_contributions`). The outputs go in blocks of 16; the taps of a block
@@ -38,15 +36,11 @@ traced) sizes. Each pass is one of:
   padded rows with ``s`` output channels, one per phase (4 taps each); written with
   channels-last strides, its output already is the interleaved ``[..., s * W]`` row.
 
-Both cost a fixed number of multiply-adds per output pixel, against the input length of
-the dense ``[out_len, in_len]`` resampling matrices this replaced (kept in
-``tests/test_imresize.py`` as the equality reference, and timed against this and
-``F.interpolate`` by ``benchmarks/imresize_speed.py``). Only the order of the float64 sums
-differs from the dense matrices (and, for a W upscale by 3, 5, ..., the ~1e-13 position
-drift of MATLAB's later outputs, which the periodic weights leave out): for the dyadic scales
-1/2, 1/4, 2 and 4 every sum is exact, so integer results are the same bit for bit; for
-others a rounding can only differ where the exact result is a ``.5`` tie with non-dyadic
-weights (e.g. the mean of 6 pixels when a 6-pixel image shrinks to 1).
+Both cost a fixed number of multiply-adds per output pixel (the dense matrices this replaced,
+kept in ``tests/test_imresize.py`` as the reference and timed by ``benchmarks/imresize_speed.py``,
+cost the input length). Only the order of the float64 sums differs from them: exact for the
+dyadic scales 1/2, 1/4, 2, 4 (integer results equal bit for bit); elsewhere a rounding can
+differ only at an exact ``.5`` tie with non-dyadic weights.
 """
 
 from __future__ import annotations
@@ -324,11 +318,7 @@ def imresize(
 ) -> torch.Tensor:
     """Resize an image with MATLAB's ``imresize(image, scale, 'bicubic')`` algorithm.
 
-    Cubic kernel a = -0.5, kernel widened by ``1 / scale`` when shrinking with
-    ``antialiasing`` (MATLAB's default), pixel-centre alignment, symmetric border padding,
-    per-pixel weights normalised to one. The dimension with the smaller scale factor is
-    resized first (H first on ties), as MATLAB does. See the module docstring for how it
-    is computed (banded blocks of taps; a convolution for an integer upscale along W).
+    The algorithm and how it is computed are in the module docstring.
 
     Integer images (MATLAB's uint8 path) are computed in float64 and rounded half away from
     zero and saturated to the dtype's range after *each* dimension, as MATLAB's

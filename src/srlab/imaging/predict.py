@@ -87,6 +87,20 @@ def make_predictor(
             sr = super_resolve(net, lr)
         return sr.float()
 
+    return with_tiling(forward, scale, tile, tile_overlap, ensemble)
+
+
+def with_tiling(
+    forward: Predictor,
+    scale: int,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    ensemble: bool = False,
+) -> Predictor:
+    """``forward`` (LR -> SR of whole images) run tile by tile when ``tile`` is set, and as the
+    x8 self-ensemble when ``ensemble`` is: the one composition of inference, evaluation and
+    the test of a training run."""
+
     def tiled(lr: torch.Tensor) -> torch.Tensor:
         return tiled_forward(forward, lr, scale, tile, tile_overlap)
 

@@ -18,7 +18,7 @@ from hydra.core.utils import setup_globals
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from srlab.errors import SRLabError
+from srlab.errors import ConfigError, SRLabError
 
 log = logging.getLogger("srlab")
 
@@ -59,6 +59,41 @@ def register_resolvers() -> None:
     # hydra.sweep.dir before that: run and sweep folders hang off the launch directory instead
     # (the same directory, since srlab jobs never chdir).
     OmegaConf.register_new_resolver("srlab.cwd", os.getcwd, use_cache=True, replace=True)
+
+
+_INFERENCE = {
+    key: f"inference.{key}"
+    for key in ("tile", "tile_overlap", "self_ensemble", "precision", "batch", "device")
+}
+#: Keys an entry point (its config's name) no longer has, and what replaced them: the command
+#: line is checked before Hydra composes (which would only say "not in struct").
+RENAMED: dict[str, dict[str, str]] = {
+    "eval": {
+        "ckpt": "ckpt_path",
+        "data_root": "data.root",
+        "eval.sets": "data.test_sets",
+        "eval.lr": "data.lr",
+        "eval.download": "data.download",
+        **{f"eval.{key}": value for key, value in _INFERENCE.items()},
+    },
+    "infer": {"ckpt": "ckpt_path", **_INFERENCE},
+    "export": {"ckpt": "ckpt_path"},
+}
+
+
+def check_renamed_keys(entry: str, argv: list[str]) -> None:
+    """Raise a :class:`ConfigError` naming the replacement of each renamed key in ``argv``
+    (Hydra overrides of the entry point whose config is ``entry``)."""
+    renamed = RENAMED.get(entry, {})
+    found = []
+    for arg in argv:
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if key in renamed:
+            found.append(f"{key} is now {renamed[key]}")
+    if found:
+        raise ConfigError(
+            "; ".join(found) + f": rename {'them' if len(found) > 1 else 'it'} on the command line"
+        )
 
 
 def user_error(error: BaseException) -> SRLabError | None:

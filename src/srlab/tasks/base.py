@@ -24,6 +24,7 @@ from srlab.imaging.io import write_image
 from srlab.metrics import PSNRY, SSIMY, quantize
 from srlab.models.channels import super_resolve
 from srlab.models.complexity import summary
+from srlab.tasks.evaluation import EvalOptions, save_image, y_channel_pair
 from srlab.tracking.images import log_images
 from srlab.tracking.throughput import slow_precision_warning
 from srlab.weights import load_pretrained
@@ -124,6 +125,20 @@ class SRTask(L.LightningModule):
         # Compute of the network (from srlab.models.complexity), measured at the first setup.
         self.macs_per_lr_pixel: float | None = None
         self._batch_lr_pixels: int | None = None
+        self.evaluation = EvalOptions()
+        #: Per-image scores of the latest test: ``{set: {image: {"psnr": ..., "ssim": ...}}}``.
+        self.image_scores: dict[str, dict[str, dict[str, float]]] = {}
+
+    def describe(self, model_config: dict) -> None:
+        """Keep ``model_config`` (the resolved ``model`` node) in every checkpoint, under
+        ``hyper_parameters``, so that ``src/eval.py``, ``src/infer.py`` and ``src/export.py``
+        rebuild the network from the checkpoint alone (:mod:`srlab.app.network`)."""
+        self.save_hyperparameters({"model": model_config, "scale": self.scale}, logger=False)
+
+    def configure_evaluation(self, options: EvalOptions) -> None:
+        """Score validation and test with ``options`` (protocol, LR input, tiling, ensemble);
+        call before the Trainer sets the task up."""
+        self.evaluation = options
 
     def forward(self, lr: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         """Super-resolve an LR batch [B, C, h, w] in [0, 1] (C = 1 or 3), at ``scale``
@@ -169,9 +184,19 @@ class SRTask(L.LightningModule):
         for split, names in self.set_names.items():
             if split in self.metrics:
                 continue
+            options = self.evaluation
+            protocol = {
+                "shave": self.scale if options.shave is None else options.shave,
+                "channel": options.channel,
+                "round_y": options.round_y,
+            }
             self.metrics[split] = nn.ModuleDict(
                 {
-                    key: MetricCollection({"psnr": PSNRY(self.scale), "ssim": SSIMY(self.scale)})
+                    # No compute groups: each metric keeps its own per-image scores.
+                    key: MetricCollection(
+                        {"psnr": PSNRY(**protocol), "ssim": SSIMY(**protocol)},
+                        compute_groups=False,
+                    )
                     for name in names
                     for key in (name, f"{name}_bicubic")
                 }
@@ -256,11 +281,15 @@ class SRTask(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Score one whole image of validation set number ``dataloader_idx``."""
-        self._evaluate("val", batch, batch_idx, dataloader_idx)
+        self.evaluate_batch("val", batch, batch_idx, dataloader_idx)
 
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Score one whole image of test set number ``dataloader_idx``."""
-        self._evaluate("test", batch, batch_idx, dataloader_idx)
+        self.evaluate_batch("test", batch, batch_idx, dataloader_idx)
+
+    def on_test_epoch_start(self) -> None:
+        """Forget the per-image scores of an earlier test."""
+        self.image_scores = {name: {} for name in self.set_names["test"]}
 
     def on_validation_epoch_end(self) -> None:
         """Log the validation metrics of every set, then the comparison images."""
@@ -271,19 +300,39 @@ class SRTask(L.LightningModule):
         self._panels.clear()
 
     def on_test_epoch_end(self) -> None:
-        """Log the test metrics of every set."""
+        """Log the test metrics of every set; gather the per-image scores of every rank."""
         self._log_metrics("test")
+        if self.world_size > 1:
+            gathered: list = [None] * self.world_size
+            torch.distributed.all_gather_object(gathered, self.image_scores)
+            self.image_scores = {
+                name: {k: v for part in gathered for k, v in part[name].items()}
+                for name in self.set_names["test"]
+            }
 
     def _scores_bicubic(self, stage: str) -> bool:
         return stage == "test" or not (self._bicubic_logged or self.trainer.sanity_checking)
 
-    def _evaluate(self, stage: str, batch: dict, batch_idx: int, dataloader_idx: int) -> None:
+    def evaluate_batch(self, stage: str, batch: dict, batch_idx: int, dataloader_idx: int) -> None:
+        """Super-resolve and score one evaluation image (``stage`` val or test) by
+        :attr:`evaluation`; the test records its per-image scores and saves it if asked."""
         set_name = self.set_names[stage][dataloader_idx]
         lr, hr = batch["lr"], batch["hr"]
+        options = self.evaluation
+        if options.lr_from == "y":
+            hr, lr = y_channel_pair(hr, self.scale)
         # Under mixed precision the network runs in bf16/fp16; it is scored in float32.
-        sr = self(lr).float().clamp(0, 1)
+        sr = options.predictor(self, self.scale)(lr).float().clamp(0, 1)
         metrics = self.metrics[stage]
         metrics[set_name].update(sr, hr)
+        if stage == "test":
+            scores = metrics[set_name]
+            self.image_scores[set_name][batch["name"][0]] = {
+                "psnr": float(scores["psnr"].last_scores[0]),
+                "ssim": float(scores["ssim"].last_scores[0]),
+            }
+            if options.save_dir is not None:
+                save_image(sr, Path(options.save_dir) / set_name / f"{batch['name'][0]}.png")
         wants_panel = (
             stage == "val"
             and batch_idx < self.num_log_images

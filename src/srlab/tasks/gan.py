@@ -16,7 +16,7 @@ from srlab.errors import ConfigError
 from srlab.losses.adversarial import AdversarialLoss
 from srlab.models.channels import training_channels
 from srlab.tasks.base import SRTask
-from srlab.tasks.optim import parameter_groups
+from srlab.tasks.optim import build_optimizer
 
 __all__ = ["GANPhase", "SRGANTask"]
 
@@ -198,14 +198,15 @@ class SRGANTask(SRTask):
 
         Lightning saves and restores the schedulers; the task steps them (manual optimization).
         """
-        g_opt, g_sched = _build_optimizer(
-            self.net, self.optimizer_factory, self.scheduler_factory, "lr-generator"
+        # "name" is the key LearningRateMonitor logs each rate under.
+        g_opt, g_sched = build_optimizer(
+            self.net, self.optimizer_factory, self.scheduler_factory, name="lr-generator"
         )
-        d_opt, d_sched = _build_optimizer(
+        d_opt, d_sched = build_optimizer(
             self.discriminator,
             self.optimizer_d_factory,
             self.scheduler_d_factory,
-            "lr-discriminator",
+            name="lr-discriminator",
         )
         return [g_opt, d_opt], [s for s in (g_sched, d_sched) if s is not None]
 
@@ -344,21 +345,6 @@ class SRGANTask(SRTask):
 
     def _log(self, name: str, value: Any, batch_size: int, prog_bar: bool = False) -> None:
         self.log(f"train/{name}", value, prog_bar=prog_bar, batch_size=batch_size)
-
-
-def _build_optimizer(
-    module: nn.Module,
-    make_optimizer: Callable[..., torch.optim.Optimizer],
-    make_scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None,
-    name: str,
-) -> tuple[torch.optim.Optimizer, dict | None]:
-    """The optimizer of ``module`` (per-layer lr groups) and its scheduler config, or None."""
-    base_lr = getattr(make_optimizer, "keywords", {}).get("lr")
-    optimizer = make_optimizer(params=parameter_groups(module, base_lr))
-    if make_scheduler is None:
-        return optimizer, None
-    # "name" is the key LearningRateMonitor logs this rate under.
-    return optimizer, {"scheduler": make_scheduler(optimizer=optimizer), "name": name}
 
 
 def _no_closure() -> None:

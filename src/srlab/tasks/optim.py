@@ -1,7 +1,12 @@
-"""Optimizer parameter groups from the networks' own per-layer learning-rate multipliers."""
+"""Optimizers of the tasks: one builder, with parameter groups from the networks' own per-layer
+learning-rate multipliers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import torch
 from torch import nn
 
 
@@ -39,3 +44,26 @@ def parameter_groups(net: nn.Module, base_lr: float | None) -> list[dict]:
         {"params": params, "lr_mult": mult, **({} if base_lr is None else {"lr": base_lr * mult})}
         for mult, params in groups.items()
     ]
+
+
+def build_optimizer(
+    module: nn.Module,
+    make_optimizer: Callable[..., torch.optim.Optimizer],
+    make_scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None,
+    **scheduler_config: Any,
+) -> tuple[torch.optim.Optimizer, dict | None]:
+    """The optimizer of ``module`` (per-layer lr groups, :func:`parameter_groups`) and its
+    Lightning scheduler config (``{"scheduler": ..., **scheduler_config}``), or None.
+
+    Args:
+        module: the network the optimizer updates.
+        make_optimizer: ``model.optimizer`` (``_partial_``), called with ``params=``.
+        make_scheduler: ``model.scheduler`` (``_partial_``), called with ``optimizer=``; None
+            for a constant rate.
+        scheduler_config: Lightning's keys for the scheduler (``interval``, ``name``).
+    """
+    base_lr = getattr(make_optimizer, "keywords", {}).get("lr")
+    optimizer = make_optimizer(params=parameter_groups(module, base_lr))
+    if make_scheduler is None:
+        return optimizer, None
+    return optimizer, {"scheduler": make_scheduler(optimizer=optimizer), **scheduler_config}

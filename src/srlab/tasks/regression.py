@@ -10,7 +10,7 @@ from torch import nn
 
 from srlab.models.channels import training_channels
 from srlab.tasks.base import SRTask
-from srlab.tasks.optim import parameter_groups
+from srlab.tasks.optim import build_optimizer
 
 
 class RegressionTask(SRTask):
@@ -107,12 +107,12 @@ class RegressionTask(SRTask):
 
     def configure_optimizers(self) -> dict:
         """The optimizer over the network's parameters, and the scheduler if configured."""
-        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
-        optimizer = self.optimizer_factory(params=parameter_groups(self.net, base_lr))
-        if self.scheduler_factory is None:
+        optimizer, scheduler = build_optimizer(
+            self.net,
+            self.optimizer_factory,
+            self.scheduler_factory,
+            interval=self.scheduler_interval,
+        )
+        if scheduler is None:
             return {"optimizer": optimizer}
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},
-        }
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
