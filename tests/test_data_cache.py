@@ -22,6 +22,7 @@ from srlab.data.datamodule import usable_cpus
 from srlab.data.datasets import ImagePair, PatchDataset, load_pair
 from srlab.data.sampling import PatchKey
 from srlab.errors import ConfigError
+from srlab.files import HOST
 
 
 def _png(path: Path, height: int, width: int, seed: int, gray: bool = False) -> Path:
@@ -99,9 +100,9 @@ def test_interrupted_build_leftovers_are_harmless(folder: Path, caplog) -> None:
     # A killed build leaves its temporary file; a machine crash may leave a cut entry.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    temp = entry.with_name(f".{entry.name}.somehost-{os.getpid()}-1.tmp")
+    temp = entry.with_name(f".{entry.name}.somehost.{os.getpid()}.1.part")
     temp.write_bytes(b"\x93NUMPY half")
-    dead_temp = entry.with_name(f".{entry.name}.{_host()}-{dead.pid}-1.tmp")
+    dead_temp = entry.with_name(f".{entry.name}.{HOST}.{dead.pid}.1.part")
     dead_temp.write_bytes(b"\x93NUMPY half")
     np.save(entry, np.zeros((45, 45, 3), np.uint8))
     entry.write_bytes(entry.read_bytes()[:200])
@@ -110,12 +111,6 @@ def test_interrupted_build_leftovers_are_harmless(folder: Path, caplog) -> None:
     assert np.array_equal(cache.get(pair.hr, lambda: None), read_image(pair.hr))
     assert not dead_temp.exists()  # its writer is gone
     assert temp.exists()  # another host's writer may still be at it
-
-
-def _host() -> str:
-    from srlab.data import cache
-
-    return cache._HOST
 
 
 def test_patches_from_cache_equal_patches_from_decoding(folder: Path) -> None:
@@ -167,7 +162,7 @@ def test_two_processes_building_at_once(tmp_path: Path) -> None:
     for pair in pairs:
         for path in (pair.hr, pair.lr):
             assert np.array_equal(cache.get(path, lambda: None), read_image(path))
-    assert not list((tmp_path / "cache").glob(".*.tmp"))
+    assert not list((tmp_path / "cache").glob(".*.part"))
 
 
 def test_cache_false_decodes_per_use(folder: Path, monkeypatch) -> None:

@@ -94,14 +94,15 @@ def test_a_save_cut_short_leaves_the_previous_checkpoint_intact(tmp_path: Path, 
 
 
 def test_partial_files_of_killed_processes_are_removed_by_the_next_save(tmp_path: Path) -> None:
-    from srlab.runtime.checkpoints import _HOST, AtomicCheckpointIO
+    from srlab.files import HOST
+    from srlab.runtime.checkpoints import AtomicCheckpointIO
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that no longer runs: a process SIGKILLed mid-save
     leftovers = {
-        "dead": tmp_path / f".last.ckpt.{_HOST}.{dead.pid}.part",
-        "alive": tmp_path / f".last.ckpt.{_HOST}.{os.getppid()}.part",  # still saving
-        "other host": tmp_path / f".last.ckpt.otherhost.{dead.pid}.part",
+        "dead": tmp_path / f".last.ckpt.{HOST}.{dead.pid}.1.part",
+        "alive": tmp_path / f".last.ckpt.{HOST}.{os.getppid()}.1.part",  # still saving
+        "other host": tmp_path / f".last.ckpt.otherhost.{dead.pid}.1.part",
     }
     for partial in leftovers.values():
         partial.write_bytes(b"half a checkpoint")

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import re
-import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -31,6 +28,8 @@ from filelock import FileLock, Timeout
 from rich.console import Console
 from rich.progress import track
 
+from srlab.files import atomic_write, remove_dead_partials
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -39,10 +38,6 @@ T = TypeVar("T")
 # read_image converts modes), so old entries are not served. 2: 16-bit colour sources are
 # round(v / 257) of all 16 bits (srlab.imaging.io), no longer Pillow's high byte.
 FORMAT_VERSION = 2
-
-_TEMP = re.compile(r"\..+\.(?P<host>[^.]+)-(?P<pid>\d+)-\d+\.tmp$")
-# The host part of temporary names, without dots (which would blur where the name splits).
-_HOST = socket.gethostname().replace(".", "_")
 
 
 def source_key(path: Path, *extra: object) -> str:
@@ -158,16 +153,11 @@ class DecodedCache:
         return made
 
     def _write(self, path: Path, array: np.ndarray) -> bool:
-        # Unique per host, process and thread, so concurrent writers never share a file.
-        temp = path.with_name(f".{path.name}.{_HOST}-{os.getpid()}-{threading.get_ident()}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(temp, "wb") as file:
+            with atomic_write(path) as partial, open(partial, "wb") as file:
                 np.save(file, array)
-            os.replace(temp, path)
             return True
         except OSError as error:
-            temp.unlink(missing_ok=True)
             if not self._warned:
                 self._warned = True
                 log.warning(
@@ -181,10 +171,7 @@ class DecodedCache:
 
     def _remove_dead_temps(self) -> None:
         # Only this host's files of processes that are gone: others may still be writing.
-        for temp in self.folder.glob(".*.tmp"):
-            match = _TEMP.match(temp.name)
-            if match and match["host"] == _HOST and not _alive(int(match["pid"])):
-                temp.unlink(missing_ok=True)
+        remove_dead_partials(self.folder)
 
     def __repr__(self) -> str:
         return f"DecodedCache({str(self.folder)!r})"
@@ -215,13 +202,3 @@ def open_entry(path: Path) -> np.ndarray:
     array = data.numpy()[offset:].reshape(shape)
     array.flags.writeable = False
     return array
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True

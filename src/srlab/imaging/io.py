@@ -23,7 +23,6 @@ no ICC profile; 16-bit gray + alpha is written as 16-bit RGBA, which OpenCV can 
 from __future__ import annotations
 
 import logging
-import os
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from srlab.errors import ImageReadError
+from srlab.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -330,9 +330,7 @@ def write_image(
     if array.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"cannot write {array.dtype} samples: give uint8 or uint16")
     array, notes = _fit_format(array, fmt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with atomic_write(path) as partial:
         if array.dtype == np.uint16:
             data, lost = _encode_16bit(array, fmt, icc_profile)
             notes += lost
@@ -347,9 +345,6 @@ def write_image(
                 options["icc_profile"] = icc_profile
             image = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
             image.save(partial, format=_PIL_FORMATS[fmt], **options)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return notes
 
 

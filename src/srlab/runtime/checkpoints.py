@@ -6,7 +6,6 @@ import glob
 import logging
 import os
 import signal
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from srlab.errors import ConfigError
+from srlab.files import atomic_write, remove_dead_partials
 from srlab.weights import read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -109,32 +109,6 @@ class FinalCheckpoint(Callback):
         trainer.save_checkpoint(self.dirpath / "last.ckpt")
 
 
-_HOST = socket.gethostname().replace(".", "-")
-
-
-def _remove_dead_partials(path: Path) -> None:
-    """Delete partial files of ``path`` left by killed processes of this host.
-
-    A process killed mid-save (SIGKILL, OOM) leaves its partial file, as large as the
-    checkpoint; the next save of the same name removes it. Partial files of live processes,
-    and of other hosts (a shared filesystem), are left alone.
-    """
-    for partial in path.parent.glob(f".{glob.escape(path.name)}.{_HOST}.*.part"):
-        pid = partial.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not _alive(int(pid)):
-            partial.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temporary file beside it, then renames it into place.
 
@@ -154,14 +128,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_dead_partials(path)
-        partial = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.part")
-        try:
-            with open(partial, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+        remove_dead_partials(path.parent, glob.escape(path.name))
+        with atomic_write(path, fsync=True) as partial, open(partial, "wb") as file:
+            torch.save(checkpoint, file)

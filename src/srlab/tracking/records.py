@@ -16,11 +16,12 @@ This module knows the format only (no Lightning), so that reading records is fas
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from srlab.files import atomic_write
 
 HISTORY_FILE = "metrics.jsonl"
 SUMMARY_FILE = "run.json"
@@ -59,10 +60,8 @@ def append_history(run_dir: str | Path, row: Mapping[str, Any]) -> None:
 
 def write_summary(run_dir: str | Path, summary: Mapping[str, Any]) -> None:
     """Write ``<run_dir>/run.json`` through a temporary file, so a reader never sees half."""
-    path = Path(run_dir, SUMMARY_FILE)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(dict(summary), indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    with atomic_write(Path(run_dir, SUMMARY_FILE)) as partial:
+        partial.write_text(json.dumps(dict(summary), indent=2) + "\n", encoding="utf-8")
 
 
 @dataclass
