@@ -12,7 +12,10 @@ def test_unreachable_server_falls_back_to_offline(tmp_path: Path, monkeypatch) -
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)  # "logged in", so srlab tries online
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("WANDB_SILENT", "true")
-    logger = wandb_logger(save_dir=str(tmp_path), project="srlab-test", id="fallback1")
+    # A short bound (the default is 15 s): the fallback, not the wait, is what is tested.
+    logger = wandb_logger(
+        save_dir=str(tmp_path), project="srlab-test", id="fallback1", init_timeout=2
+    )
     try:
         assert logger.experiment.settings.mode == "offline"
         logger.log_metrics({"train/loss": 1.0}, step=0)

@@ -57,6 +57,7 @@ def wandb_logger(
     tags: list[str] | None = None,
     mode: str | None = None,
     id: str | None = None,  # noqa: A002 - the name W&B and Lightning use
+    init_timeout: float = ONLINE_INIT_TIMEOUT_S,
     **kwargs,
 ) -> WandbLogger:
     """A Lightning ``WandbLogger`` whose files live in ``save_dir`` (the run's output dir).
@@ -70,6 +71,7 @@ def wandb_logger(
         tags: run tags.
         mode: ``online``, ``offline`` or ``disabled``; None chooses (see :func:`resolve_mode`).
         id: the run id; passing the id of an earlier run continues that run (resume).
+        init_timeout: seconds an online run may wait for the server before it logs offline.
         **kwargs: passed on to ``WandbLogger`` (``entity``, ``job_type``, ``log_model`` ...).
     """
     mode = resolve_mode(mode)
@@ -95,11 +97,11 @@ def wandb_logger(
     if mode != "online":
         return WandbLogger(mode=mode, **options)
     # Online: start the run now, with a bounded wait, so that an unreachable server costs at
-    # most ONLINE_INIT_TIMEOUT_S and the run goes on offline instead of hanging or dying.
+    # most init_timeout and the run goes on offline instead of hanging or dying.
     import wandb
 
     logger = WandbLogger(
-        mode="online", settings=wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT_S), **options
+        mode="online", settings=wandb.Settings(init_timeout=init_timeout), **options
     )
     try:
         logger.experiment  # noqa: B018 - starts the W&B run (rank 0 only)
