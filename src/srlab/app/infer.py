@@ -414,12 +414,7 @@ def infer(cfg: DictConfig) -> InferenceReport:
     dtype = autocast_dtype(options.precision, device)
     base, files = find_inputs(str(cfg.input), options.recursive, exclude=output_dir)
     jobs, refused = plan_jobs(base, files, output_dir, options.format, options.suffix)
-    net = network.net.to(device)
-    if getattr(net, "upscale", options.scale) != options.scale:
-        raise ConfigError(
-            f"the network upsamples x{net.upscale} but scale={options.scale}: set scale="
-            f"{net.upscale}, or give weights of a x{options.scale} network"
-        )
+    net = network.net.to(device)  # build_network checked its scale
     predict = make_predictor(
         net, options.scale, options.tile, options.tile_overlap, options.self_ensemble, dtype
     )
