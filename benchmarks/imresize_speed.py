@@ -25,16 +25,15 @@ equals the dense one (bit-exact for uint8, within 1e-6 for float32).
 from __future__ import annotations
 
 import argparse
-import functools
-import math
+import importlib.util
 import os
 import platform
 import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -43,70 +42,18 @@ from srlab.imaging import imresize
 # --- the previous, dense implementation (the reference) -----------------------------------
 
 
-def _dense_cubic(x: np.ndarray) -> np.ndarray:
-    absx = np.abs(x)
-    absx2 = absx**2
-    absx3 = absx**3
-    return (1.5 * absx3 - 2.5 * absx2 + 1) * (absx <= 1) + (
-        -0.5 * absx3 + 2.5 * absx2 - 4 * absx + 2
-    ) * ((absx > 1) & (absx <= 2))
+def _load_reference() -> Callable[..., torch.Tensor]:
+    """``_dense_imresize`` of ``tests/test_imresize.py``: the dense implementation srlab had
+    before, kept once, as the tests' equality reference (benchmarks/ and tests/ are not
+    packages, so it is loaded from its file)."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "test_imresize.py"
+    spec = importlib.util.spec_from_file_location("imresize_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module._dense_imresize
 
 
-@functools.lru_cache(maxsize=128)
-def _dense_matrix(in_len: int, out_len: int, scale: float, antialiasing: bool) -> np.ndarray:
-    if scale < 1 and antialiasing:
-
-        def kernel(x: np.ndarray) -> np.ndarray:
-            return scale * _dense_cubic(scale * x)
-
-        kernel_width = 4.0 / scale
-    else:
-        kernel = _dense_cubic
-        kernel_width = 4.0
-    x = np.arange(1, out_len + 1, dtype=np.float64)
-    u = x / scale + 0.5 * (1 - 1 / scale)
-    left = np.floor(u - kernel_width / 2)
-    num_taps = math.ceil(kernel_width) + 2
-    indices = left[:, None] + np.arange(num_taps, dtype=np.float64)[None, :]
-    weights = kernel(u[:, None] - indices)
-    weights = weights / weights.sum(axis=1, keepdims=True)
-    mirror = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])
-    real = mirror[np.mod(indices.astype(np.int64) - 1, 2 * in_len)]
-    matrix = np.zeros((out_len, in_len), dtype=np.float64)
-    rows = np.broadcast_to(np.arange(out_len)[:, None], real.shape)
-    np.add.at(matrix, (rows, real), weights)
-    matrix.flags.writeable = False
-    return matrix
-
-
-def _round_half_away(x: torch.Tensor) -> torch.Tensor:
-    truncated = torch.trunc(x)
-    return truncated + torch.sign(x) * ((x - truncated).abs() >= 0.5).to(x.dtype)
-
-
-def dense_imresize(
-    image: torch.Tensor, scale: float | None = None, size: tuple[int, int] | None = None
-) -> torch.Tensor:
-    """The dense implementation srlab had before (same arguments, antialiasing on)."""
-    in_h, in_w = image.shape[-2:]
-    if scale is not None:
-        scales = (float(scale), float(scale))
-        out_size = (math.ceil(in_h * scale), math.ceil(in_w * scale))
-    else:
-        out_size = (int(size[0]), int(size[1]))
-        scales = (out_size[0] / in_h, out_size[1] / in_w)
-    dtype = image.dtype
-    is_integer = not dtype.is_floating_point
-    x = image.to(torch.float64 if is_integer else dtype)
-    for dim in (-2, -1) if scales[0] <= scales[1] else (-1, -2):
-        axis = dim + 2
-        weights = _dense_matrix(x.shape[dim], out_size[axis], scales[axis], True)
-        matrix = torch.tensor(weights, dtype=x.dtype)
-        x = torch.matmul(matrix, x) if dim == -2 else torch.matmul(x, matrix.T)
-        if is_integer:
-            info = torch.iinfo(dtype)
-            x = _round_half_away(x).clamp_(info.min, info.max)
-    return x.to(dtype)
+dense_imresize = _load_reference()
 
 
 # --- the cases -----------------------------------------------------------------------------
