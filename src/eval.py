@@ -8,7 +8,6 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from srlab.app.evaluate import evaluate
 from srlab.runtime.hydra import check_renamed_keys, configure_hydra, report_user_errors
 
 
@@ -16,6 +15,8 @@ from srlab.runtime.hydra import check_renamed_keys, configure_hydra, report_user
 def main(cfg: DictConfig) -> None:
     """Hydra entry point; writes results.json and results.md to the run's output dir."""
     with report_user_errors():
+        from srlab.app.evaluate import evaluate  # torch and the rest: once the config is good
+
         evaluate(cfg)
 
 

@@ -9,7 +9,6 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from srlab.app.export import export
 from srlab.runtime.hydra import check_renamed_keys, configure_hydra, report_user_errors
 
 
@@ -17,6 +16,8 @@ from srlab.runtime.hydra import check_renamed_keys, configure_hydra, report_user
 def main(cfg: DictConfig) -> None:
     """Hydra entry point; writes the exported file and prints the parity check."""
     with report_user_errors():
+        from srlab.app.export import export  # torch and the rest: once the config is good
+
         export(cfg)
 
 

@@ -10,7 +10,6 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from srlab.app.infer import infer
 from srlab.runtime.hydra import check_renamed_keys, configure_hydra, report_user_errors
 
 
@@ -18,6 +17,8 @@ from srlab.runtime.hydra import check_renamed_keys, configure_hydra, report_user
 def main(cfg: DictConfig) -> None:
     """Hydra entry point; writes the images and logs a summary to the run's infer.log."""
     with report_user_errors():
+        from srlab.app.infer import infer  # torch and the rest: once the config is good
+
         report = infer(cfg)
     if not report.ok:
         raise SystemExit(1)

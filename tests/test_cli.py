@@ -51,3 +51,45 @@ def test_data_config_errors_are_one_line(override: str, message: str, tmp_path: 
     assert "Traceback" not in result.stderr + result.stdout
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("srlab error:")]
     assert message in line
+
+
+def imported_modules(importtime_stderr: str) -> set[str]:
+    """The modules that ``python -X importtime`` reported importing."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in importtime_stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["src/train.py", "--help"],
+        ["src/train.py", "data.batchsize=4"],
+        ["src/train.py", "model.optimizer.learning_rate=1"],
+        ["src/eval.py", "data.test_set=[set5]"],
+        ["src/infer.py", "--help"],
+        ["src/export.py", "formats=onnx"],
+    ],
+)
+def test_help_and_config_typos_answer_before_torch_is_imported(argv: list[str]) -> None:
+    """What makes them fast (README, "Configs"): the entry scripts import torch, Lightning and
+    W&B only inside the job, so Hydra's help and its errors come first."""
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    modules = imported_modules(result.stderr)
+    assert "hydra" in modules and "omegaconf" in modules
+    assert not modules & {"torch", "lightning", "wandb", "numpy"}, sorted(modules)
+    if argv[1] == "--help":
+        assert result.returncode == 0 and "== Configuration groups ==" in result.stdout
+    else:
+        key = argv[1].split("=")[0].rsplit(".", 1)[-1]
+        assert result.returncode == 1 and f"Key '{key}' is not in struct" in result.stderr
