@@ -25,6 +25,8 @@ from srlab.metrics import PSNRY, SSIMY, quantize
 from srlab.models.channels import super_resolve
 from srlab.models.complexity import summary
 from srlab.tasks.evaluation import EvalOptions, save_image, y_channel_pair
+from srlab.tracking.dashboard import STEP_METRIC, use_inputs
+from srlab.tracking.image_table import ImageResults, wants_tables
 from srlab.tracking.images import log_images
 from srlab.tracking.throughput import slow_precision_warning
 from srlab.weights import load_pretrained
@@ -110,6 +112,7 @@ class SRTask(L.LightningModule):
             )
         self.net = net
         self.name = name
+        self.pretrained = pretrained
         self.scale = int(net.upscale)
         self.num_log_images = num_log_images
         self.max_nonfinite_steps = max_nonfinite_steps
@@ -128,6 +131,8 @@ class SRTask(L.LightningModule):
         self.evaluation = EvalOptions()
         #: Per-image scores of the latest test: ``{set: {image: {"psnr": ..., "ssim": ...}}}``.
         self.image_scores: dict[str, dict[str, dict[str, float]]] = {}
+        #: Per-image rows of the latest validation and test, for W&B tables.
+        self.image_results = ImageResults()
 
     def describe(self, model_config: dict) -> None:
         """Keep ``model_config`` (the resolved ``model`` node) in every checkpoint, under
@@ -287,9 +292,19 @@ class SRTask(L.LightningModule):
         """Score one whole image of test set number ``dataloader_idx``."""
         self.evaluate_batch("test", batch, batch_idx, dataloader_idx)
 
+    def on_fit_start(self) -> None:
+        """Link the W&B run to the datasets and weights this fit reads (its lineage)."""
+        weights = [w for w in (self.pretrained, self.trainer.ckpt_path) if w]
+        use_inputs(self.loggers, self.trainer.datamodule, weights)
+
+    def on_validation_epoch_start(self) -> None:
+        """Forget the per-image rows of the previous validation."""
+        self.image_results.start("val")
+
     def on_test_epoch_start(self) -> None:
         """Forget the per-image scores of an earlier test."""
         self.image_scores = {name: {} for name in self.set_names["test"]}
+        self.image_results.start("test")
 
     def on_validation_epoch_end(self) -> None:
         """Log the validation metrics of every set, then the comparison images."""
@@ -299,9 +314,15 @@ class SRTask(L.LightningModule):
             self._flush_panels()
         self._panels.clear()
 
+    def on_train_end(self) -> None:
+        """Log the per-image tables of the last validation (W&B)."""
+        self._log_image_tables("val")
+
     def on_test_epoch_end(self) -> None:
-        """Log the test metrics of every set; gather the per-image scores of every rank."""
+        """Log the test metrics of every set and their per-image tables (W&B); gather the
+        per-image scores of every rank."""
         self._log_metrics("test")
+        self._log_image_tables("test")
         if self.world_size > 1:
             gathered: list = [None] * self.world_size
             torch.distributed.all_gather_object(gathered, self.image_scores)
@@ -309,6 +330,11 @@ class SRTask(L.LightningModule):
                 name: {k: v for part in gathered for k, v in part[name].items()}
                 for name in self.set_names["test"]
             }
+
+    def _log_image_tables(self, stage: str) -> None:
+        if wants_tables(self.loggers):
+            self.image_results.gather(stage, self.world_size)
+            self.image_results.log(self.loggers, stage, self.global_step)
 
     def _scores_bicubic(self, stage: str) -> bool:
         return stage == "test" or not (self._bicubic_logged or self.trainer.sanity_checking)
@@ -348,6 +374,20 @@ class SRTask(L.LightningModule):
                 metrics[f"{set_name}_bicubic"].update(bicubic, hr)
             if wants_panel:
                 self._panels.append((set_name, batch["name"][0], _panel(bicubic, sr, hr)))
+        if wants_tables(self.loggers) and not self.trainer.sanity_checking:
+            scores = metrics[set_name]
+            bicubic_psnr = None
+            if self._scores_bicubic(stage):
+                bicubic_psnr = float(metrics[f"{set_name}_bicubic"]["psnr"].last_scores[0])
+            self.image_results.add(
+                stage,
+                set_name,
+                batch["name"][0],
+                psnr=scores["psnr"].last_scores[0],
+                ssim=scores["ssim"].last_scores[0],
+                sr=sr,
+                psnr_bicubic=bicubic_psnr,
+            )
 
     def _log_metrics(self, stage: str) -> None:
         # Metric.compute() already reduces the per-image sums over DDP ranks, so every rank
@@ -363,6 +403,10 @@ class SRTask(L.LightningModule):
                     self.log(f"{stage}/{set_name}/{name}{suffix}", value, add_dataloader_idx=False)
                 if index == 0 and not suffix:
                     self.log(f"{stage}/psnr", values["psnr"], add_dataloader_idx=False)
+        if stage == "val" and wants_tables(self.loggers):
+            # Lightning logs a validation at the step count before its last batch; this puts
+            # it in W&B at the step it scored, as its images and checkpoint names are.
+            self.log(STEP_METRIC, float(self.global_step), add_dataloader_idx=False)
 
     def _flush_panels(self) -> None:
         if not self._panels:

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +74,27 @@ def _git(path: str | Path, *args: str) -> str:
         check=True,
     )
     return result.stdout.strip()
+
+
+def sweep_overrides() -> dict[str, Any]:
+    """The overrides of this multirun job that its sweep varies, as ``{key: typed value}``
+    (``{"model.optimizer.lr": 0.001}``); empty outside a multirun.
+
+    Varied keys are those of the sweep's ``hydra.sweeper.params`` (the Optuna search space,
+    or Hydra's basic sweeper's) and the command line's sweep overrides (``a=1,2``,
+    ``range(...)``), which the basic sweeper saves in ``<sweep dir>/multirun.yaml``. Where
+    neither says (a launcher that saved nothing), every override of the job counts.
+    """
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return {}
+    hydra_cfg = HydraConfig.get()
+    parser = OverridesParser.create()
+    job = parser.parse_overrides(list(hydra_cfg.overrides.task))
+    swept = set((OmegaConf.select(hydra_cfg, "sweeper.params") or {}).keys())
+    saved = Path(hydra_cfg.sweep.dir, "multirun.yaml")
+    if saved.is_file():
+        sweep = OmegaConf.select(OmegaConf.load(saved), "hydra.overrides.task") or []
+        swept |= {
+            o.key_or_group for o in parser.parse_overrides(list(sweep)) if o.is_sweep_override()
+        }
+    return {o.key_or_group: o.value() for o in job if not swept or o.key_or_group in swept}

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
 
+from srlab.tracking.dashboard import SRLabWandbLogger
 from srlab.weights import read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,10 @@ def wandb_logger(
     id: str | None = None,  # noqa: A002 - the name W&B and Lightning use
     init_timeout: float = ONLINE_INIT_TIMEOUT_S,
     **kwargs,
-) -> WandbLogger:
-    """A Lightning ``WandbLogger`` whose files live in ``save_dir`` (the run's output dir).
+) -> SRLabWandbLogger:
+    """A Lightning ``WandbLogger`` whose files live in ``save_dir`` (the run's output dir), with
+    srlab's dashboard additions (best-value summaries, sweep keys, input artifacts:
+    :class:`srlab.tracking.dashboard.SRLabWandbLogger`).
 
     Args:
         save_dir: the Hydra output dir; W&B writes ``<save_dir>/wandb/``, and stages
@@ -95,12 +98,12 @@ def wandb_logger(
         **kwargs,
     )
     if mode != "online":
-        return WandbLogger(mode=mode, **options)
+        return SRLabWandbLogger(mode=mode, **options)
     # Online: start the run now, with a bounded wait, so that an unreachable server costs at
     # most init_timeout and the run goes on offline instead of hanging or dying.
     import wandb
 
-    logger = WandbLogger(
+    logger = SRLabWandbLogger(
         mode="online", settings=wandb.Settings(init_timeout=init_timeout), **options
     )
     try:
@@ -115,7 +118,7 @@ def wandb_logger(
         # The failed run still holds its id in W&B's service process: shut that down so the
         # offline run can take the same id (a later `wandb sync` then continues one run).
         wandb.teardown()
-        return WandbLogger(mode="offline", **options)
+        return SRLabWandbLogger(mode="offline", **options)
     return logger
 
 
