@@ -18,16 +18,14 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import torch
 from filelock import FileLock, Timeout
-from rich.console import Console
-from rich.progress import track
 
+from srlab.data.parallel import run_parallel
 from srlab.files import atomic_write, remove_dead_partials
 
 log = logging.getLogger(__name__)
@@ -127,25 +125,7 @@ class DecodedCache:
         try:
             self._remove_dead_temps()
             before = self.made
-            with ThreadPoolExecutor(max(1, workers)) as pool:
-                futures = [pool.submit(fill, item) for item in items]
-                try:
-                    # On stderr, and only on a terminal: logs get the summary line below.
-                    console = Console(stderr=True)
-                    for future in track(
-                        as_completed(futures),
-                        f"decoding {what}",
-                        total=len(futures),
-                        console=console,
-                        transient=True,
-                        disable=not console.is_terminal,
-                    ):
-                        future.result()  # re-raises a failure, which names its file
-                except BaseException:
-                    # Ctrl-C or a bad file: stop now, not after every queued image.
-                    for future in futures:
-                        future.cancel()
-                    raise
+            run_parallel(items, fill, workers, f"decoding {what}")
             made = self.made - before
         finally:
             lock.release()

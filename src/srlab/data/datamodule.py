@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from srlab.data.datasets import (
 from srlab.data.sampling import TrainSampler
 from srlab.data.validation import check_pairs, drop_bad_pairs
 from srlab.errors import ConfigError
+from srlab.imaging.io import read_image
 
 SetSpec = str | Mapping[str, Any]
 
@@ -125,6 +126,7 @@ class SRDataModule(L.LightningDataModule):
         _check_num_workers(num_workers)
         self.decoded = _decoded_cache(cache, cache_dir)
         self._pairs: dict[tuple[ImageSet, int], list[ImagePair]] = {}
+        self._decoded_ok: set[Path] = set()
         self.seed = seed
         self.eval_crop = eval_crop
         self._resume_position: tuple[int, int] | None = None
@@ -160,7 +162,18 @@ class SRDataModule(L.LightningDataModule):
         return [image_set.name for image_set in self.test_sets]
 
     def verify(self) -> None:
-        """Locate every file of every configured set; raise a helpful error if any is missing."""
+        """Locate and check every file of every configured set, before any training.
+
+        Every image is checked (:func:`srlab.data.validation.check_pairs`): its header, LR
+        size against HR / scale, HR size against the patch, and a full decode (training
+        images decode into the decoded-image cache when ``cache`` is set, which is then
+        built). ``on_bad_image`` decides what a bad file does: one error listing every bad
+        file, or the set without them.
+
+        Raises:
+            DatasetNotFoundError: a set's folder or files are missing.
+            DataError: bad images, with ``on_bad_image=error``.
+        """
         hp = self.hparams
         wanted = [(s, scale, True) for s in self.train_sets for scale in self.train_scales]
         wanted += [(s, self.scale, False) for s in [*self.val_sets, *self.test_sets]]
@@ -169,9 +182,33 @@ class SRDataModule(L.LightningDataModule):
                 continue
             pairs = list_pairs(image_set, self.root, scale, hp.lr, hp.cache_dir)
             patch = hp.patch_size - hp.patch_size % scale if training else None
-            problems = check_pairs(pairs, scale, patch)
+            problems = check_pairs(
+                pairs,
+                scale,
+                patch,
+                decode=self._decode_check(training),
+                workers=usable_cpus(),
+                what=f"{image_set.name} images",
+            )
             pairs = drop_bad_pairs(pairs, problems, image_set.name, hp.on_bad_image)
             self._pairs[(image_set, scale)] = pairs
+
+    def _decode_check(self, training: bool) -> Callable[[Path], object]:
+        """How :meth:`verify` decodes one file: into the decoded-image cache for training
+        images (what the loader reads later), else decoded and dropped. A file decoded once
+        by this module is not decoded again (multi-scale training lists HR once per scale)."""
+        decoded = self.decoded if training else None
+
+        def decode(path: Path) -> None:
+            if path in self._decoded_ok:
+                return
+            if decoded is None:
+                read_image(path)
+            else:
+                decoded.get(path, lambda: read_image(path))
+            self._decoded_ok.add(path)
+
+        return decode
 
     def prepare_data(self) -> None:
         """Download the configured sets when ``download`` is set, then build the decoded-image
@@ -195,28 +232,52 @@ class SRDataModule(L.LightningDataModule):
         """
         if self.decoded is None or not self.train_sets:
             return 0
-        self.verify()
+        before = self.decoded.made
+        self.verify()  # decodes the image files into the cache, checking each
         # One job per HR image with all its scales: they share its HR entry.
         jobs: dict[Path, list[tuple[ImagePair, int]]] = {}
         for scale in self.train_scales:
             for pair in self.train_pairs(scale):
                 jobs.setdefault(pair.hr, []).append((pair, scale))
-        return self.decoded.build(
+        self.decoded.build(
             list(jobs.values()), self._decode, workers=usable_cpus(), what="training images"
         )
+        return self.decoded.made - before
 
     def _decode(self, job: list[tuple[ImagePair, int]]) -> None:
         for pair, scale in job:
             load_pair(pair, scale, channels=None, decoded=self.decoded)
 
     def require_train_set(self) -> None:
-        """Raise a helpful error if this module has no training set."""
+        """Raise a helpful error if this module has no training set, or (after
+        :meth:`verify`) one too small for a single batch."""
         if not self.train_sets:
             raise ConfigError(
                 "data.train is null: this data config is for evaluation. Train with "
                 "data=sample, data=div2k or data=folder data.hr_dir=<folder>, and list "
                 "evaluation sets in data.val_sets."
             )
+        if all((s, self.scale) in self._pairs for s in self.train_sets):
+            self._require_one_batch()
+
+    def _require_one_batch(self) -> None:
+        # The loader drops the last incomplete batch (patches of one batch share a size), so
+        # fewer patches than a batch make an empty epoch: Lightning would end at step 0.
+        # Per DDP rank it is (patches // W) // (batch_size // W): zero exactly when
+        # patches < batch_size, whatever W.
+        hp = self.hparams
+        images = len(self.train_pairs())
+        patches = images * hp.repeat
+        if patches >= hp.batch_size:
+            return
+        names = "+".join(s.name for s in self.train_sets)
+        repeat = -(-hp.batch_size // images)
+        raise ConfigError(
+            f"data.batch_size={hp.batch_size} but the training set {names} has {images} "
+            f"image(s) x data.repeat={hp.repeat} = {patches} patches per epoch: an epoch would "
+            "hold no full batch and training would stop at step 0. Lower data.batch_size to "
+            f"at most {patches}, or set data.repeat={repeat} (or more)"
+        )
 
     def setup(self, stage: str | None = None) -> None:
         """Locate the files; fitting also needs a training set."""

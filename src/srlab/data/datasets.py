@@ -70,15 +70,17 @@ def list_pairs(
     if lr not in LR_MODES:
         raise ConfigError(f"data.lr={lr!r}: use one of {LR_MODES}")
     hr_dir = image_set.hr_path(root)
+    if hr_dir.exists() and not hr_dir.is_dir():
+        raise image_set.missing_error(root, f"{hr_dir} is a file, not a folder of HR images")
     if not hr_dir.is_dir():
         raise image_set.missing_error(root, f"HR folder {hr_dir} does not exist")
     if image_set.files is not None:
         hr_files = [hr_dir / name for name in image_set.files]
-        missing = [str(path) for path in hr_files if not path.is_file()]
+        missing = [str(path) for path in hr_files if not _listed(path)]
         if missing:
             raise image_set.missing_error(root, f"missing HR files {missing}")
     else:
-        hr_files = sorted(p for p in hr_dir.iterdir() if p.is_file() and is_image_file(p))
+        hr_files = sorted(p for p in hr_dir.iterdir() if is_dataset_image(p))
         if not hr_files:
             raise image_set.missing_error(root, f"HR folder {hr_dir} holds no images")
     lr_dir = image_set.lr_path(root, scale)
@@ -91,7 +93,7 @@ def list_pairs(
     for path in hr_files:
         lr_name = image_set.lr_name.format(stem=path.stem, scale=scale, ext=path.suffix)
         pairs.append(ImagePair(path.stem, path, lr_dir / lr_name))
-    missing = [str(pair.lr) for pair in pairs if not pair.lr.is_file()]
+    missing = [str(pair.lr) for pair in pairs if not _listed(pair.lr)]
     if missing:
         raise DatasetNotFoundError(
             f"{image_set.name}: the LR folder {lr_dir} lacks {len(missing)} file(s) for x{scale}, "
@@ -99,6 +101,23 @@ def list_pairs(
             "LR image from its HR image by MATLAB bicubic."
         )
     return pairs
+
+
+def is_dataset_image(path: Path) -> bool:
+    """Whether a folder entry is one of a dataset's images: an image file by its extension
+    whose name does not start with ``.``.
+
+    Hidden names are skipped, as ``src/infer.py`` skips them: macOS writes ``._<name>.png``
+    resource forks beside every file it copies to a foreign disk, and they are not images. A
+    symbolic link whose target is gone is listed, so that the check before training names it
+    (:func:`srlab.data.validation.check_pairs`) instead of the set silently shrinking.
+    """
+    return not path.name.startswith(".") and is_image_file(path) and _listed(path)
+
+
+def _listed(path: Path) -> bool:
+    # A regular file, or a dangling symbolic link (reported by the check, not dropped).
+    return path.is_file() or (path.is_symlink() and not path.exists())
 
 
 def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:

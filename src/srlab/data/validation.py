@@ -1,5 +1,17 @@
 """Checking every image of a dataset before training: readable, consistent sizes, big enough.
 
+Two passes over every file, both before the first step:
+
+1. the header and the file's structure (:func:`image_size`: not empty, an image, not cut
+   short where the format's structure shows it, not a decompression bomb, not a dangling
+   link), the LR size against HR / scale and the HR size against the patch;
+2. the pixels: every file that passed is decoded in full (:func:`decode_problems`), since
+   only decoding finds a JPEG cut inside its entropy-coded data or a PNG whose compressed
+   stream is broken under valid checksums. For training images the decoded pixels go
+   straight into the decoded-image cache (``data.cache``), so with the cache this pass is
+   the cache build and costs nothing extra; without it, each image is decoded once more per
+   run (in parallel over the usable cores).
+
 Problems are collected over the whole dataset and reported together, each with its file,
 so one run of the check tells everything that has to be fixed.
 """
@@ -7,11 +19,15 @@ so one run of the check tells everything that has to be fixed.
 from __future__ import annotations
 
 import logging
+import os
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from srlab.data.datasets import ImagePair
-from srlab.errors import ConfigError, DataError
+from srlab.data.parallel import run_parallel
+from srlab.errors import ConfigError, DataError, ImageReadError
 from srlab.imaging.io import UnreadableImageError, image_header
 
 log = logging.getLogger(__name__)
@@ -36,6 +52,8 @@ def image_size(path: Path) -> tuple[int, int]:
     Raises:
         DataError: the file is empty, not an image, or truncated/corrupt.
     """
+    if path.is_symlink() and not path.exists():
+        raise DataError(f"a symbolic link to {os.readlink(path)}, which does not exist")
     if path.stat().st_size == 0:
         raise DataError("empty file (0 bytes)")
     try:
@@ -47,9 +65,59 @@ def image_size(path: Path) -> tuple[int, int]:
     return header.width, header.height
 
 
-def check_pairs(pairs: list[ImagePair], scale: int, patch_size: int | None = None) -> list[Problem]:
+def check_pairs(
+    pairs: list[ImagePair],
+    scale: int,
+    patch_size: int | None = None,
+    decode: Callable[[Path], object] | None = None,
+    workers: int = 1,
+    what: str = "images",
+) -> list[Problem]:
     """Every problem of ``pairs``: unreadable files, LR/HR sizes that disagree with the scale,
-    and (when ``patch_size`` is given, for training) HR images smaller than one patch."""
+    and (when ``patch_size`` is given, for training) HR images smaller than one patch.
+
+    Args:
+        pairs: the images of one set.
+        scale: the SR scale.
+        patch_size: the HR training patch (None for evaluation sets).
+        decode: decodes one file in full (raising an :class:`~srlab.errors.ImageReadError`
+            if it cannot); None checks headers only.
+        workers: threads that decode.
+        what: what the files are, for the progress bar and the log.
+    """
+    problems = _header_problems(pairs, scale, patch_size)
+    if decode is not None:
+        bad = {problem.path for problem in problems}
+        files = [f for pair in pairs for f in (pair.hr, pair.lr) if f is not None and f not in bad]
+        problems += decode_problems(files, decode, workers, what)
+    return problems
+
+
+def decode_problems(
+    files: Sequence[Path], decode: Callable[[Path], object], workers: int, what: str = "images"
+) -> list[Problem]:
+    """The files of ``files`` that ``decode`` cannot decode, each with the reason; decoded in
+    ``workers`` threads (Pillow releases the GIL while it decodes), in the order given."""
+    files = list(dict.fromkeys(files))
+    reasons: dict[Path, str] = {}
+
+    def attempt(path: Path) -> None:
+        try:
+            decode(path)
+        except UnreadableImageError as error:
+            reasons[path] = f"cannot be decoded ({error.reason})"
+        except ImageReadError as error:
+            reasons[path] = f"cannot be decoded ({error})"
+        except OSError as error:  # removed or unreadable since its header was read
+            reasons[path] = f"cannot be read ({error.strerror or error})"
+
+    start = time.perf_counter()
+    run_parallel(files, attempt, workers, f"checking {what}")
+    log.info("decoded %d %s in %.1f s", len(files), what, time.perf_counter() - start)
+    return [Problem(path, reasons[path]) for path in files if path in reasons]
+
+
+def _header_problems(pairs: list[ImagePair], scale: int, patch_size: int | None) -> list[Problem]:
     problems = []
     for pair in pairs:
         try:
