@@ -27,3 +27,11 @@ class ImageReadError(DataError):
 
 class NonFiniteLossError(SRLabError):
     """Too many training steps in a row had a NaN or infinite loss."""
+
+
+class NonFiniteWeightsError(NonFiniteLossError):
+    """Training diverged: the network's weights hold NaN or infinite values."""
+
+
+class CheckpointWriteError(SRLabError):
+    """A checkpoint could not be written (a full disk, a quota, permissions)."""
