@@ -3,9 +3,9 @@
 :func:`fetch` is srlab's one download routine: pretrained weights
 (:func:`srlab.weights.download_weights`) and dataset archives
 (:func:`srlab.data.download.download_sets`) both use it, and a failure is always a
-:class:`FetchError` (:class:`NetworkError` or :class:`ChecksumError`), whichever asked for
-the file. The caller adds its advice (where to put a copy downloaded by hand) as the
-error's ``hint`` and re-raises it.
+:class:`FetchError` (:class:`NetworkError`, :class:`ChecksumError` or, when the disk refuses
+the bytes, :class:`WriteError`), whichever asked for the file. The caller adds its advice
+(where to put a copy downloaded by hand) as the error's ``hint`` and re-raises it.
 
 What it guarantees:
 
@@ -19,6 +19,8 @@ What it guarantees:
   the message that says what to download by hand.
 - A known SHA-256 (or, where only that is published, MD5) is checked on the bytes as they
   arrive; a mismatch deletes the file, raises :class:`ChecksumError` and is not retried.
+- A write that fails (a full disk) deletes the ``.part``, raises :class:`WriteError` naming
+  the folder and its free space, and is not retried: the network was not at fault.
 
 Why the standard library's ``urllib`` and not a download library: ``torch.hub``'s
 ``download_url_to_file`` (installed with torch) sets no timeout, so a stalled server hangs
@@ -38,12 +40,14 @@ import http.client
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 from srlab.errors import SRLabError
 
@@ -51,6 +55,7 @@ __all__ = [
     "ChecksumError",
     "FetchError",
     "NetworkError",
+    "WriteError",
     "fetch",
     "file_digest",
     "normalize_digest",
@@ -111,6 +116,11 @@ class ChecksumError(FetchError):
         self.algorithm = algorithm
         self.expected = expected
         self.actual = actual
+
+
+class WriteError(FetchError):
+    """The bytes arrived but could not be written (a full disk, a quota, permissions); not
+    retried, and no ``.part`` file is left."""
 
 
 class _Interrupted(Exception):
@@ -260,22 +270,43 @@ def _transfer(
         header = response.headers.get("Content-Length")
         total = int(header) if header and header.isdigit() else None
         received = 0
-        try:
-            with part.open("wb") as f, _progress(show, label, total) as advance:
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
-                    f.write(chunk)
-                    for digest in digests.values():
-                        digest.update(chunk)
-                    received += len(chunk)
-                    advance(len(chunk))
-        # A connection cut mid-body raises a reset, a timeout (OSErrors) or IncompleteRead.
-        except (OSError, http.client.HTTPException) as exc:
-            raise _Interrupted(f"{type(exc).__name__}: {exc}") from exc
+        with _writing(url, part) as f, _progress(show, label, total) as advance:
+            while True:
+                try:
+                    chunk = response.read(_CHUNK)
+                # A connection cut mid-body raises a reset, a timeout (OSErrors) or
+                # IncompleteRead.
+                except (OSError, http.client.HTTPException) as exc:
+                    raise _Interrupted(f"{type(exc).__name__}: {exc}") from exc
+                if not chunk:
+                    break
+                f.write(chunk)
+                for digest in digests.values():
+                    digest.update(chunk)
+                received += len(chunk)
+                advance(len(chunk))
     # http.client returns b"" rather than raising when the server closes the connection
     # before Content-Length bytes arrived, so a short body has to be caught here.
     if total is not None and received != total:
         raise _Interrupted(f"connection closed after {received} of {total} bytes")
     return {name: digest.hexdigest() for name, digest in digests.items()}
+
+
+@contextlib.contextmanager
+def _writing(url: str, part: Path) -> Iterator[IO[bytes]]:
+    """``part`` open for writing; a failure to write it (not the network's) is a
+    :class:`WriteError` that names the folder and its free space."""
+    try:
+        with part.open("wb") as f:
+            yield f
+    except OSError as exc:
+        try:
+            free = f"{shutil.disk_usage(part.parent).free / 2**20:,.0f} MiB free"
+        except OSError:
+            free = "free space unknown"
+        raise WriteError(
+            url, f"cannot write {part} ({exc.strerror or exc}; {free} in {part.parent})"
+        ) from exc
 
 
 @contextlib.contextmanager

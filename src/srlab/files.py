@@ -74,3 +74,49 @@ def remove_dead_partials(folder: str | Path, name: str = "*") -> int:
             partial.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+#: The lock file of a folder that one process at a time may write (:func:`exclusive_folder`).
+LOCK_FILE = ".srlab.lock"
+
+
+class FolderInUseError(Exception):
+    """Another live process holds the folder's lock; ``owner`` says which, when it is known."""
+
+    def __init__(self, folder: Path, owner: str) -> None:
+        super().__init__(f"{folder} is in use by {owner}")
+        self.folder, self.owner = folder, owner
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder: str | Path) -> Iterator[Path]:
+    """Hold ``<folder>/.srlab.lock`` while the block runs, so that no other process (of this
+    host, or of another one on a file system with working locks) writes the folder meanwhile.
+
+    The lock is the operating system's (``flock``), so it ends with its process: a run killed
+    with SIGKILL leaves no stale lock behind. The file itself stays and names its last owner
+    (``<host> pid <pid>``), which the error of a second process quotes.
+
+    Raises:
+        FolderInUseError: another process holds the lock.
+    """
+    import fcntl  # POSIX: srlab's runs are Linux and macOS processes
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    with open(path, "a+", encoding="utf-8") as file:
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            owner = file.read().strip() or "another process"
+            raise FolderInUseError(folder, owner) from None
+        try:
+            file.seek(0)
+            file.truncate()
+            file.write(f"{HOST} pid {os.getpid()}\n")
+            file.flush()
+            yield folder
+        finally:
+            fcntl.flock(file.fileno(), fcntl.LOCK_UN)

@@ -67,6 +67,7 @@ from srlab.imaging.predict import (
     resolve_device,
     upscale_images,
 )
+from srlab.runtime.config_check import check_values
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ def find_inputs(
     files = sorted(
         p
         for p in candidates
-        if p.is_file()
+        if (p.is_file() or (p.is_symlink() and not p.exists()))  # a dangling link is reported
         and is_image_file(p)
         and not any(part.startswith(".") for part in p.relative_to(base).parts)
         and not (excluded is not None and p.resolve().is_relative_to(excluded))
@@ -243,6 +244,32 @@ def plan_jobs(
             continue
         refused.append((source, reason))
     return jobs, refused
+
+
+def refuse_overwrites_in_input(jobs: Sequence[Job], base: Path, output_dir: Path) -> None:
+    """Refuse a run that would overwrite files inside the input's folder.
+
+    With ``output=`` inside the input folder (``input=D output=D/sub``, or a single file's own
+    folder), the files already there may be the user's originals: ``D/sub/a.png`` would be
+    replaced by the result of ``D/a.png``. Outputs outside the input are overwritten as
+    usual (a re-run), and ``skip_existing=true`` keeps existing files anywhere.
+
+    Raises:
+        ConfigError: some output would replace an existing file under ``base``.
+    """
+    inside = base.resolve()
+    clobbered = [
+        job for job in jobs if job.target.exists() and job.target.resolve().is_relative_to(inside)
+    ]
+    if not clobbered:
+        return
+    first = clobbered[0]
+    raise ConfigError(
+        f"output={output_dir} lies inside the input folder {base}, and {len(clobbered)} "
+        f"file(s) there would be overwritten, e.g. {first.target} by the result of "
+        f"{first.source}; they may be originals, not earlier results. Give an output folder "
+        "outside the input, or skip_existing=true to keep every existing file"
+    )
 
 
 def group_jobs(jobs: Sequence[Job], batch: int) -> list[list[Job]]:
@@ -407,6 +434,7 @@ def infer(cfg: DictConfig) -> InferenceReport:
     """
     if OmegaConf.is_missing(cfg, "input") or not cfg.input:
         raise ConfigError("no images given: add input=<image file, folder or glob>")
+    check_values(cfg)
     network = build_network(cfg)  # sets cfg.scale to the checkpoint's when none is given
     options = InferenceOptions.from_config(cfg)
     output_dir = Path(str(cfg.output)).expanduser()
@@ -414,6 +442,8 @@ def infer(cfg: DictConfig) -> InferenceReport:
     dtype = autocast_dtype(options.precision, device)
     base, files = find_inputs(str(cfg.input), options.recursive, exclude=output_dir)
     jobs, refused = plan_jobs(base, files, output_dir, options.format, options.suffix)
+    if not options.skip_existing:
+        refuse_overwrites_in_input(jobs, base, output_dir)
     net = network.net.to(device)  # build_network checked its scale
     predict = make_predictor(
         net, options.scale, options.tile, options.tile_overlap, options.self_ensemble, dtype

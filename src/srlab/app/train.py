@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import signal
 import string
@@ -19,16 +20,19 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from srlab.app.network import resolve_auto_net
 from srlab.app.report import print_summary
 from srlab.data import SRDataModule
 from srlab.errors import ConfigError, SRLabError
 from srlab.models import NetworkComplexity, summary
+from srlab.models.community import check_precision
 from srlab.runtime.checkpoints import (
     forward_sigusr1_as_sigterm,
     newest_checkpoint,
     resolve_ckpt_path,
+    run_dir_lock,
 )
-from srlab.runtime.config_check import check_targets
+from srlab.runtime.config_check import check_targets, check_values
 from srlab.runtime.launch import ranks_rerun_this_job
 from srlab.tasks.evaluation import EvalOptions
 from srlab.tracking import (
@@ -63,27 +67,38 @@ def train(cfg: DictConfig) -> float | None:
         For Hydra sweepers to optimize: ``cfg.optimized_metric`` (see :func:`_objective`).
     """
     _quiet_resume_warnings()
-    datamodule, model, net_summary = build(cfg)
+    # Values first (no import, no file): data.batch_size=abc or scale=0 is one line now.
+    check_values(cfg)
     output_dir = Path(cfg.paths.output_dir)
+    # One training process per run dir: a second one would mix checkpoints and records.
+    with run_dir_lock(output_dir):
+        # The checkpoint to resume from is read before anything is built: a file that is
+        # not a checkpoint (text, empty, cut short, pickled code) fails in seconds.
+        ckpt_path = _resume_from(cfg, output_dir)
+        # A W&B sweep agent (`wandb agent`, sweeps/*.yaml) names its run in WANDB_RUN_ID.
+        resumed = run_id_from_checkpoint(ckpt_path) if ckpt_path else None
+        run_id = resumed or os.environ.get("WANDB_RUN_ID") or _new_run_id()
+        datamodule, model, net_summary = build(cfg)
+
+        loggers = instantiate_loggers(cfg, run_id)
+        callbacks = instantiate_callbacks(cfg, with_loggers=bool(loggers))
+        callbacks.append(RunIdCallback(run_id))
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        with ranks_rerun_this_job(trainer, cfg):
+            return _fit_and_test(cfg, trainer, model, datamodule, loggers, net_summary, ckpt_path)
+
+
+def _resume_from(cfg: DictConfig, output_dir: Path) -> str | None:
+    """The checkpoint file this run resumes from (``ckpt_path``), or None for a fresh run."""
     requested = cfg.get("ckpt_path")
     if requested is None and newest_checkpoint(output_dir / "checkpoints") is not None:
         # A re-run in a run dir that has checkpoints (a re-queued job): Lightning resumes from
         # them anyway when OnExceptionCheckpoint is configured; say so and keep the W&B run.
         log.info("%s already has checkpoints: resuming (ckpt_path=last)", output_dir)
         requested = "last"
-    ckpt_path = resolve_ckpt_path(
+    return resolve_ckpt_path(
         requested, output_dir, Path(cfg.paths.log_dir) / cfg.task_name / "runs"
     )
-    # A W&B sweep agent (`wandb agent`, sweeps/*.yaml) names the run it started in WANDB_RUN_ID.
-    resumed = run_id_from_checkpoint(ckpt_path) if ckpt_path else None
-    run_id = resumed or os.environ.get("WANDB_RUN_ID") or _new_run_id()
-
-    loggers = instantiate_loggers(cfg, run_id)
-    callbacks = instantiate_callbacks(cfg, with_loggers=bool(loggers))
-    callbacks.append(RunIdCallback(run_id))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    with ranks_rerun_this_job(trainer, cfg):
-        return _fit_and_test(cfg, trainer, model, datamodule, loggers, net_summary, ckpt_path)
 
 
 def build(
@@ -95,21 +110,25 @@ def build(
     ``trainer`` against what it builds, every dataset file located (and, with ``prepare``,
     downloaded and decoded into the cache), the network's scale against ``scale``.
     """
-    # Typos in model/data/trainer keys fail now, naming the key and the valid ones.
+    # Typos in model/data/trainer keys and impossible values fail now, naming the key.
+    check_values(cfg)
     for group in ("data", "model", "trainer"):
         check_targets(cfg.get(group), group)
     L.seed_everything(cfg.seed, workers=True)
     # _convert_=all: plain lists/dicts, so checkpoints hold no OmegaConf objects and load with
     # torch.load(weights_only=True).
-    datamodule: SRDataModule = _instantiate_user_config(cfg.data)
+    datamodule: SRDataModule = _instantiate_user_config(cfg.data, "data")
+    datamodule.require_train_set()
+    # The network before any download or cache build: a scale it cannot upsample by fails
+    # in seconds, not after decoding a dataset at that scale.
+    model: L.LightningModule = _instantiate_user_config(cfg.model, "model")
+    _check_scale(cfg, model, datamodule)
     # Download (one process per node: DDP starts the other ranks only later, from fit), then
-    # locate every file: a missing dataset fails here, in seconds, before any training.
+    # locate and check every file: bad data fails here, before any training.
     if prepare and int(os.environ.get("LOCAL_RANK", "0")) == 0:
         datamodule.prepare_data()
     datamodule.verify()
-    datamodule.require_train_set()
-    model: L.LightningModule = _instantiate_user_config(cfg.model)
-    _check_scale(cfg, model, datamodule)
+    datamodule.require_train_set()  # now also: at least one full batch per epoch
     # Checkpoints carry the model config: eval, infer and export rebuild the network from them.
     model.describe(OmegaConf.to_container(cfg.model, resolve=True))
     # Size and compute of the network, to compare a run's speed with the hardware's peak.
@@ -228,13 +247,14 @@ def _new_run_id() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
-def _instantiate_user_config(node: DictConfig) -> Any:
+def _instantiate_user_config(node: DictConfig, where: str) -> Any:
     """``instantiate(node, _convert_="all")``, letting an :class:`SRLabError` out as itself.
 
     Hydra wraps whatever a ``_target_`` raises in an ``InstantiationException``; for the errors
     a user fixes (an unknown evaluation set, no VGG weights for the perceptual loss, pretrained
-    weights not found) that
-    would bury the message in a traceback instead of the one line of ``report_user_errors``.
+    weights not found) that would bury the message in a traceback instead of the one line of
+    ``report_user_errors``. A ``ValueError`` of a constructor is a value it refuses (a network
+    asked for a scale it cannot upsample by): a :class:`ConfigError` naming the config node.
     """
     try:
         return instantiate(node, _convert_="all")
@@ -244,6 +264,10 @@ def _instantiate_user_config(node: DictConfig) -> Any:
             cause = cause.__cause__
         if isinstance(cause, SRLabError):
             raise cause from None
+        if isinstance(cause, ValueError):
+            found = re.search(r"full_key: (\S+)", str(exc))
+            log.debug("%s refused its config", where, exc_info=cause)
+            raise ConfigError(f"{found.group(1) if found else where}: {cause}") from exc
         raise
 
 

@@ -7,8 +7,13 @@
    leaves the folder, a link pointing outside or a device file refuses the whole archive;
 2. only image files directly in a wanted folder are extracted (no ``Thumbs.db``, scripts or
    macOS ``._*`` forks), into a temporary folder inside the root, renamed as the catalog says;
-3. each folder's image count is checked against the catalog's;
-4. each complete folder is moved into place with a rename, so a folder at its final path is
+3. before any byte is written, the sizes the members declare are checked: a member (or the
+   whole archive) that would expand more than :data:`MAX_EXPANSION` times its compressed
+   size is a decompression bomb and refuses the archive, and what would be extracted must
+   fit in the free space of the data root; each member is then copied up to its declared
+   size only, and a failed write (a full disk) is a :class:`DownloadError` too;
+4. each folder's image count is checked against the catalog's;
+5. each complete folder is moved into place with a rename, so a folder at its final path is
    always complete: an error at any step leaves no partial folder.
 """
 
@@ -48,6 +53,13 @@ log = logging.getLogger(__name__)
 STAGING_PREFIX = ".srlab-extract-"
 """Name prefix of the temporary folders that extraction makes inside the data root."""
 
+MAX_EXPANSION = 100
+"""How many times its compressed size an archive member (and the archive's chosen members
+together) may expand to. Image files are compressed already (PNG, JPEG) and expand by about
+1x, an uncompressed BMP by a few times; a decompression bomb by hundreds to thousands."""
+
+_SMALL = 1 << 20  # members up to this size may expand any amount (headers, tiny images)
+
 
 class DownloadError(DataError):
     """A dataset could not be downloaded, verified or extracted; the message says how to fix."""
@@ -69,6 +81,8 @@ class _Member:
     name: str  # normalized posix path inside the archive
     kind: str  # "file", "dir" or "link"
     link_target: str | None  # normalized path inside the archive, for links
+    size: int = 0  # the bytes it declares (files)
+    packed: int | None = None  # its compressed bytes (zip members); None inside a tar
 
 
 def extract_archive(path: Path, archive: Archive, extracts: list[Extract], root: Path) -> None:
@@ -84,11 +98,20 @@ def extract_archive(path: Path, archive: Archive, extracts: list[Extract], root:
     try:
         with _open_archive(path, archive) as (members, read):
             chosen = _map_members(members, extracts, path)
+            sizes = _check_sizes(chosen, members, path, root)
             for (member, extract), name in chosen.items():
                 dest = staging / extract.target / name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with read(member) as src, dest.open("wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+                try:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with read(member) as src, dest.open("wb") as out:
+                        _copy(src, out, sizes[member], member, path)
+                except OSError as exc:
+                    raise DownloadError(
+                        f"cannot extract {path.name} into {root}: writing {dest.name} failed "
+                        f"({exc.strerror or exc}); nothing was moved into place. Free space "
+                        f"there (it needs {sum(sizes.values()) / 2**20:,.0f} MiB) or point "
+                        "data.root elsewhere, and run again"
+                    ) from exc
         for extract in extracts:
             found = (
                 count_images(staging / extract.target) if (staging / extract.target).is_dir() else 0
@@ -114,6 +137,55 @@ def extract_archive(path: Path, archive: Archive, extracts: list[Extract], root:
         ) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_sizes(
+    chosen: dict[tuple[_Member, Extract], str], members: list[_Member], archive: Path, root: Path
+) -> dict[_Member, int]:
+    """The declared size of every chosen member (a link: its target's), after refusing a
+    decompression bomb and an extraction that cannot fit in ``root``'s free space."""
+    by_name = {member.name: member for member in members}
+    sizes: dict[_Member, int] = {}
+    for member, _ in chosen:
+        data = by_name.get(member.link_target, member) if member.kind == "link" else member
+        if data.packed is not None and data.size > max(_SMALL, MAX_EXPANSION * data.packed):
+            raise DownloadError(
+                f"refusing to extract {archive}: member {data.name!r} would expand from "
+                f"{data.packed:,} to {data.size:,} bytes ({data.size // max(1, data.packed):,}x; "
+                f"images expand at most {MAX_EXPANSION}x). The archive is malformed or a "
+                "decompression bomb; nothing was extracted."
+            )
+        sizes[member] = data.size
+    total = sum(sizes.values())
+    packed = archive.stat().st_size
+    if total > max(_SMALL, MAX_EXPANSION * packed):
+        raise DownloadError(
+            f"refusing to extract {archive}: its members declare {total:,} bytes, "
+            f"{total // max(1, packed):,}x the archive's {packed:,} (images expand at most "
+            f"{MAX_EXPANSION}x). The archive is malformed or a decompression bomb; nothing was "
+            "extracted."
+        )
+    free = shutil.disk_usage(root).free
+    if total > free:
+        raise DownloadError(
+            f"cannot extract {archive.name} into {root}: it needs {total / 2**20:,.0f} MiB and "
+            f"{free / 2**20:,.0f} MiB are free there; nothing was extracted. Free space or point "
+            "data.root elsewhere, and run again"
+        )
+    return sizes
+
+
+def _copy(src: IO[bytes], out: IO[bytes], size: int, member: _Member, archive: Path) -> None:
+    """Copy a member's bytes, refusing one that holds more than it declared."""
+    left = size
+    while chunk := src.read(min(1 << 20, left + 1)):
+        left -= len(chunk)
+        if left < 0:
+            raise DownloadError(
+                f"refusing to extract {archive}: member {member.name!r} holds more than the "
+                f"{size:,} bytes it declares; nothing was moved into place."
+            )
+        out.write(chunk)
 
 
 @contextlib.contextmanager
@@ -194,7 +266,8 @@ def _zip_member(info: zipfile.ZipInfo, zf: zipfile.ZipFile, archive: Path) -> _M
     if stat.S_ISLNK(mode):  # a symlink: its target is the member's content
         target = zf.read(info).decode("utf-8", "replace")
         return _Member(name, "link", _link_target(name, target, archive))
-    return _Member(name, "dir" if info.is_dir() else "file", None)
+    kind = "dir" if info.is_dir() else "file"
+    return _Member(name, kind, None, info.file_size, info.compress_size)
 
 
 def _tar_member(info: tarfile.TarInfo, archive: Path) -> _Member:
@@ -207,7 +280,7 @@ def _tar_member(info: tarfile.TarInfo, archive: Path) -> _Member:
     if info.isdir():
         return _Member(name, "dir", None)
     if info.isfile():
-        return _Member(name, "file", None)
+        return _Member(name, "file", None, info.size)
     raise DownloadError(
         f"refusing to extract {archive}: member {info.name!r} is a device or fifo, not a "
         "file; nothing was extracted."

@@ -40,7 +40,7 @@ from typing import Any
 from srlab.data.archives import ArchiveLayoutError, DownloadError, count_images, extract_archive
 from srlab.data.catalog import CATALOG, Archive, Extract, ImageSet, get_image_set
 from srlab.errors import SRLabError
-from srlab.fetch import ChecksumError, FetchError, fetch, file_digest
+from srlab.fetch import ChecksumError, FetchError, WriteError, fetch, file_digest
 
 __all__ = [
     "MIRROR_ENV",
@@ -312,13 +312,20 @@ def _obtain(
         )
     except FetchError as exc:
         _remove_if_empty(path.parent)
-        exc.hint = (
-            f"Checksum from {archive.checksum_source}. Nothing was extracted. Run again to "
-            "retry; if the file on the server changed legitimately, run with verify=False "
-            "(--no-verify)"
-            if isinstance(exc, ChecksumError)
-            else _by_hand(root, pending)
-        )
+        if isinstance(exc, ChecksumError):
+            exc.hint = (
+                f"Checksum from {archive.checksum_source}. Nothing was extracted. Run again to "
+                "retry; if the file on the server changed legitimately, run with verify=False "
+                "(--no-verify)"
+            )
+        elif isinstance(exc, WriteError):
+            size = f" ({archive.size / 2**20:,.0f} MiB)" if archive.size else ""
+            exc.hint = (
+                f"Nothing was kept. Free space for the archive{size} and its images under "
+                f"{root} (or point data.root elsewhere), and run again"
+            )
+        else:
+            exc.hint = _by_hand(root, pending)
         raise
     return path, True
 

@@ -18,12 +18,13 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MetricCollection
 
-from srlab.errors import ConfigError, NonFiniteLossError
+from srlab.errors import ConfigError, NonFiniteLossError, NonFiniteWeightsError
 from srlab.imaging.imresize import imresize
 from srlab.imaging.io import write_image
 from srlab.metrics import PSNRY, SSIMY, quantize
 from srlab.models.channels import super_resolve
 from srlab.models.complexity import summary
+from srlab.runtime.checkpoints import DIVERGENCE_CAUSES, describe_newest, nonfinite_values
 from srlab.tasks.evaluation import EvalOptions, save_image, y_channel_pair
 from srlab.tracking.dashboard import STEP_METRIC, use_inputs
 from srlab.tracking.image_table import ImageResults, wants_tables
@@ -268,6 +269,20 @@ class SRTask(L.LightningModule):
         if self.all_finite(loss):
             self._nonfinite_in_a_row = 0
             return True
+        bad, total = nonfinite_values(self.state_dict())
+        if bad:
+            # The weights themselves diverged (an update made them NaN): no later step can
+            # recover, so stop now rather than after max_nonfinite_steps skipped steps. No
+            # checkpoint is written with them (AtomicCheckpointIO refuses).
+            callback = self._trainer.checkpoint_callback if self._trainer is not None else None
+            folder = getattr(callback, "dirpath", None)
+            newest = describe_newest(Path(folder)) if folder else "none configured"
+            raise NonFiniteWeightsError(
+                f"training diverged: after step {self.global_step}, {bad:,} of {total:,} "
+                "weights are NaN or infinite and the loss is too; training stopped. No "
+                f"checkpoint holds these weights; the newest one with finite weights: {newest}. "
+                f"{DIVERGENCE_CAUSES}"
+            )
         self._nonfinite_total += 1
         self._nonfinite_in_a_row += 1
         self.log("train/nonfinite_steps", float(self._nonfinite_total))
@@ -275,10 +290,8 @@ class SRTask(L.LightningModule):
             raise NonFiniteLossError(
                 f"the loss was NaN or infinite for {self._nonfinite_in_a_row} steps in a row, "
                 f"up to step {self.global_step}: training stopped, and "
-                "checkpoints/on_exception.ckpt holds the last good weights. Likely causes: a "
-                "learning rate too high (lower model.optimizer.lr), fp16 overflow (use "
-                "trainer.precision=bf16-mixed or 32-true), or exploding gradients (clip them: "
-                "trainer.gradient_clip_val, or model.grad_clip for GAN tasks)."
+                "checkpoints/on_exception.ckpt holds the last good weights (skipped steps "
+                f"change no weight). {DIVERGENCE_CAUSES}"
             )
         return False
 

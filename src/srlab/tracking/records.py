@@ -58,6 +58,13 @@ def append_history(run_dir: str | Path, row: Mapping[str, Any]) -> None:
         file.write(json.dumps(dict(row)) + "\n")
 
 
+def write_history(run_dir: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Replace ``<run_dir>/metrics.jsonl`` with ``rows``, through a temporary file."""
+    text = "".join(json.dumps(dict(row)) + "\n" for row in rows)
+    with atomic_write(Path(run_dir, HISTORY_FILE)) as partial:
+        partial.write_text(text, encoding="utf-8")
+
+
 def write_summary(run_dir: str | Path, summary: Mapping[str, Any]) -> None:
     """Write ``<run_dir>/run.json`` through a temporary file, so a reader never sees half."""
     with atomic_write(Path(run_dir, SUMMARY_FILE)) as partial:

@@ -15,6 +15,7 @@ from srlab.tracking.records import (
     read_history,
     read_summary,
     summarize,
+    write_history,
     write_summary,
 )
 from srlab.tracking.run_info import run_info
@@ -34,6 +35,11 @@ class RunRecords(L.Callback):
     baseline is logged once, so it goes to ``run.json`` (``bicubic``) instead. A re-run in the
     same dir (a re-queued job) appends to the history and adds to the wall time.
 
+    The history is that of the weights the run ends with: a run resumed from the checkpoint
+    of step ``s`` drops the rows after ``s`` that the interrupted run wrote after saving it
+    (those steps are trained again), and a validation of a step that already has a row
+    replaces it. So every step has at most one row, in order.
+
     Args:
         dirpath: the run dir.
     """
@@ -44,13 +50,24 @@ class RunRecords(L.Callback):
         self._history: list[dict[str, Any]] = []
         self._started = 0.0
         self._earlier_wall_time = 0.0
+        self._resumed_step = 0  # the step of the checkpoint this fit resumed from
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Note the step a resumed run starts from (before :meth:`on_fit_start`)."""
+        self._resumed_step = int(checkpoint.get("global_step") or 0)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write ``run.json`` with status ``running``: who the run is, before any step."""
         if not trainer.is_global_zero:
             return
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        self._history = read_history(self.dirpath)
+        history = read_history(self.dirpath)
+        # Rows after the resumed step belong to the interrupted part, which is trained again.
+        self._history = [row for row in history if row.get("step", 0) <= self._resumed_step]
+        if len(self._history) != len(history):
+            write_history(self.dirpath, self._history)
         earlier = read_summary(self.dirpath) if is_run_dir(self.dirpath) else {}
         self._earlier_wall_time = float(earlier.get("wall_time_s") or 0.0)
         net = getattr(pl_module, "net", pl_module)  # the SR network, without a GAN's critic
@@ -74,8 +91,15 @@ class RunRecords(L.Callback):
             {k: v for k, v in values.items() if k.endswith(BASELINE_SUFFIX)}
         )
         row = {"step": trainer.global_step, "wall_time_s": round(self._wall_time(), 3), **metrics}
-        self._history.append(row)
-        append_history(self.dirpath, row)
+        if self._history and self._history[-1].get("step", 0) >= row["step"]:
+            # This step validated before (a resume from a checkpoint saved before its
+            # validation): the new row replaces the old one.
+            self._history = [r for r in self._history if r.get("step", 0) < row["step"]]
+            self._history.append(row)
+            write_history(self.dirpath, self._history)
+        else:
+            self._history.append(row)
+            append_history(self.dirpath, row)
         self._write(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
