@@ -1,4 +1,6 @@
-"""A NaN loss skips its step; too many in a row stop training with a checkpoint."""
+"""A NaN loss skips its step; too many in a row stop training with a checkpoint; weights that
+diverged to NaN stop training at once and are never saved, so no checkpoint (``last``, best,
+``on_exception``) and no ``ckpt_path=last`` ever hands back a diverged network."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import torch
 from helpers import REPO_ROOT, compose_config
 
 from srlab.app.train import train
-from srlab.errors import NonFiniteLossError
+from srlab.errors import NonFiniteLossError, NonFiniteWeightsError
+from srlab.runtime.checkpoints import resolve_ckpt_path
 
 FAST = ["debug=fast", "trainer.accelerator=cpu", "logger=csv", "test=false"]
 
@@ -64,3 +67,46 @@ def test_ddp_ranks_skip_a_step_together(tmp_path: Path) -> None:
     counts = {row.split(",")[column] for row in metrics[1:]} - {""}
     assert counts == {"1.0"}  # logged by rank 0, whose own losses were all finite
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def _finite(path: Path) -> bool:
+    state = torch.load(path, weights_only=True)["state_dict"]
+    return all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("val_every", [1, 2], ids=["nan-val-psnr", "nan-loss"])
+def test_diverged_weights_are_never_saved_and_the_last_good_ones_are_named(
+    tmp_path: Path, val_every: int
+) -> None:
+    # lr=1e30: an update turns the weights into NaN/Inf. With validation after every step,
+    # val/psnr is NaN where the best and last checkpoints are saved; otherwise the next loss
+    # is NaN, where the exception checkpoint is saved.
+    cfg = compose_config(
+        tmp_path,
+        [*FAST, "model.optimizer.lr=1e30", "trainer.max_steps=8",
+         f"trainer.val_check_interval={val_every}",
+         "callbacks.periodic_checkpoint.every_n_train_steps=1",
+         "callbacks.periodic_checkpoint.save_top_k=-1"],
+    )  # fmt: skip
+    with pytest.raises(NonFiniteWeightsError) as info:
+        train(cfg)
+    message = str(info.value)
+    checkpoints = sorted((tmp_path / "checkpoints").glob("*.ckpt"))
+    assert checkpoints and all(_finite(path) for path in checkpoints), checkpoints
+    assert not (tmp_path / "checkpoints" / "on_exception.ckpt").exists()
+    assert not any("nan" in path.name for path in checkpoints)  # no NaN-scored "best"
+    step = max(torch.load(path)["global_step"] for path in checkpoints)
+    newest = [path for path in checkpoints if torch.load(path)["global_step"] == step]
+    assert any(f"{path} (step {step})" in message for path in newest), message
+    assert "model.optimizer.lr" in message and "\n" not in message
+    assert Path(resolve_ckpt_path("last", tmp_path, tmp_path / "none")) in newest
+
+
+def test_ckpt_last_skips_a_checkpoint_with_nan_weights(tmp_path: Path) -> None:
+    # Left by an older srlab, or copied from elsewhere: the newer step, but diverged.
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    torch.save({"global_step": 5, "state_dict": {"net.w": torch.ones(3)}}, folder / "good.ckpt")
+    nan = {"global_step": 9, "state_dict": {"net.w": torch.tensor([1.0, float("nan"), 0.0])}}
+    torch.save(nan, folder / "last.ckpt")
+    assert resolve_ckpt_path("last", tmp_path, tmp_path / "none") == str(folder / "good.ckpt")

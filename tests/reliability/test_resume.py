@@ -5,6 +5,7 @@ The SIGTERM test starts training in a subprocess: the signal and the process exi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -110,3 +111,27 @@ def test_partial_files_of_killed_processes_are_removed_by_the_next_save(tmp_path
     assert not leftovers["dead"].exists()
     assert leftovers["alive"].exists() and leftovers["other host"].exists()
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 3
+
+
+def test_metrics_history_keeps_one_row_per_step_after_a_resume(tmp_path: Path) -> None:
+    # The interrupted part of a run (after the checkpoint it resumes from) is trained again:
+    # its rows must not stay beside the new ones (step 6 twice, curves that jump back).
+    run = [
+        *FAST, "trainer.max_steps=6", "trainer.val_check_interval=2", "data.batch_size=2",
+        "callbacks.periodic_checkpoint.every_n_train_steps=1",
+        "callbacks.periodic_checkpoint.save_top_k=-1",
+    ]  # fmt: skip
+    train(compose_config(tmp_path, run))
+    history = tmp_path / "metrics.jsonl"
+    first = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [row["step"] for row in first] == [2, 4, 6]
+    # A run killed after step 6 and resumed from step 3's checkpoint, in the same run dir;
+    # then one resumed from step 4's, saved before step 4's validation.
+    for step in (3, 4):
+        ckpt = tmp_path / "checkpoints" / f"step{step:07d}.ckpt"
+        train(compose_config(tmp_path, [*run, f"ckpt_path={ckpt}"]))
+        rows = [json.loads(line) for line in history.read_text().splitlines()]
+        assert [row["step"] for row in rows] == [2, 4, 6], rows
+        assert rows[0] == first[0]  # what came before the checkpoint is kept as it was
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert summary["metrics"]["val/psnr"]["best_step"] in (2, 4, 6)

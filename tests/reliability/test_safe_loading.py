@@ -3,8 +3,9 @@
 The file is a pickle whose unpickling would call ``open(<marker>, "w")`` (``__reduce__``):
 ``torch.load(weights_only=True)`` refuses it, so the marker file must never appear, and the
 user gets one line that names the file: when resuming (``ckpt_path=``, which reads the W&B
-run id first), when loading pretrained weights, and when ``ckpt_path=last`` looks for the
-newest checkpoint.
+run id first, and Lightning's own load through the checkpoint plugin), when loading
+pretrained weights (``model.pretrained=``), when ``ckpt_path=last`` looks for the newest
+checkpoint, and as the checkpoint of ``src/eval.py`` and ``src/infer.py``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, compose_config
+from hydra.utils import instantiate
 from torch import nn
 
+from srlab.app.evaluate import evaluate
+from srlab.app.infer import infer
+from srlab.app.train import train
 from srlab.errors import SRLabError
-from srlab.runtime.checkpoints import checkpoint_step
+from srlab.runtime.checkpoints import AtomicCheckpointIO, checkpoint_step
 from srlab.tracking import run_id_from_checkpoint
 from srlab.weights import CheckpointError, load_pretrained, trained_scale
 
@@ -118,3 +123,56 @@ def test_train_with_ckpt_path_stops_with_one_line(crafted: tuple[Path, Path]) ->
     assert "Traceback" not in result.stderr
     assert f"srlab error: cannot read {path} with torch.load(weights_only=True)" in result.stderr
     assert not marker.exists()
+
+
+def test_pretrained_weights_of_a_training_config_run_no_code(
+    crafted: tuple[Path, Path], tmp_path: Path
+) -> None:
+    path, marker = crafted
+    cfg = compose_config(tmp_path / "run", ["debug=fast", "logger=csv", f"model.pretrained={path}"])
+    with pytest.raises(CheckpointError) as info:
+        train(cfg)
+    assert_one_line_naming(info.value, path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("entry", ["eval", "infer"])
+def test_eval_and_infer_checkpoints_run_no_code(
+    crafted: tuple[Path, Path], tmp_path: Path, entry: str
+) -> None:
+    path, marker = crafted
+    (tmp_path / "photos").mkdir()
+    overrides = [f"ckpt_path={path}"]
+    if entry == "infer":
+        overrides += [f"input={tmp_path / 'photos'}", f"output={tmp_path / 'sr'}"]
+    cfg = compose_config(tmp_path / "run", overrides, config_name=entry)
+    with pytest.raises(CheckpointError) as info:
+        (evaluate if entry == "eval" else infer)(cfg)
+    assert_one_line_naming(info.value, path)
+    assert not marker.exists()
+
+
+def test_lightnings_resume_load_is_weights_only(
+    crafted: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # trainer.fit(ckpt_path=...) reads through the trainer's checkpoint plugin. Lightning
+    # passes weights_only=None, which this variable (or an older torch) turns into False.
+    path, marker = crafted
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    cfg = compose_config(tmp_path, ["trainer.accelerator=cpu"])
+    trainer = instantiate(cfg.trainer, logger=False)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    with pytest.raises(CheckpointError) as info:
+        trainer.strategy.load_checkpoint(path)
+    assert_one_line_naming(info.value, path)
+    assert not marker.exists()
+
+
+def test_no_source_file_turns_the_weights_only_check_off() -> None:
+    offenders = [
+        f"{source.relative_to(REPO_ROOT)}:{number}"
+        for source in (REPO_ROOT / "src").rglob("*.py")
+        for number, line in enumerate(source.read_text().splitlines(), 1)
+        if "weights_only=False" in line.replace(" ", "")
+    ]
+    assert offenders == []

@@ -170,7 +170,8 @@ _PATCH_HINT = "the HR training patch side in pixels, a multiple of scale"
 #: The scalar keys srlab's code divides by, counts with or loops over, and what each must hold.
 #: A key that a config does not have is skipped (``infer`` has no ``data``).
 VALUE_RULES: dict[str, Rule] = {
-    "scale": Rule("int", 1, hint="the SR factor, e.g. 2, 3 or 4"),
+    # null: eval and infer take the checkpoint's.
+    "scale": Rule("int", 1, nullable=True, hint="the SR factor, e.g. 2, 3 or 4"),
     "seed": Rule("int", 0),
     "data.batch_size": Rule("int", 1, hint="patches per training step, e.g. 16"),
     "data.patch_size": Rule("int", 1, hint=_PATCH_HINT),
