@@ -17,6 +17,37 @@ from srlab.runtime.hydra import configure_hydra
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
 
+_SWIN = ["model.net.embed_dim=12", "model.net.depths=[2]", "model.net.num_heads=[2]"]
+_HAT = ["model.net.embed_dim=24", "model.net.depths=[2]", "model.net.num_heads=[2]"]
+_HAT += ["model.net.compress_ratio=3", "model.net.squeeze_factor=4"]
+_DAT = ["model.net.embed_dim=48", "model.net.depth=[2]", "model.net.num_heads=[2]"]
+#: Overrides that make a model config's network tiny, keeping its architecture (the same
+#: blocks, attention windows and upsampler), for tests that run it.
+TINY_NETS: dict[str, list[str]] = {
+    "edsr_baseline": ["model.net.num_block=1", "model.net.num_feat=16"],
+    "edsr": ["model.net.num_block=1", "model.net.num_feat=16"],
+    "vdsr": ["model.net.num_layers=3", "model.net.num_feat=8"],
+    "rrdb": ["model.net.num_block=1", "model.net.num_feat=16", "model.net.num_grow_ch=8"],
+    "rcan": [
+        "model.net.n_resgroups=1",
+        "model.net.n_resblocks=1",
+        "model.net.n_feats=16",
+        "model.net.reduction=4",
+    ],
+    "swinir": _SWIN,
+    "swinir_light": _SWIN,
+    "swinir_real": _SWIN,
+    "swin2sr": _SWIN,
+    "hat": _HAT,
+    "hat_s": _HAT,
+    "hat_l": _HAT,
+    "dat": _DAT,
+    "dat_light": _DAT,
+    "span": ["model.net.feature_channels=8"],
+    "omnisr": ["model.net.num_feat=16", "model.net.res_num=1"],
+    "compact": ["model.net.num_feat=8", "model.net.num_conv=2"],
+}
+
 
 def compose_config(
     output_dir: Path,

@@ -41,7 +41,7 @@ from pathlib import Path
 import mktestdocs
 import pytest
 import torch
-from helpers import REPO_ROOT, compose_config, run_script
+from helpers import REPO_ROOT, TINY_NETS, compose_config, run_script
 from omegaconf import OmegaConf
 from releases import edsr_pytorch_state, random_srcnn_mat, random_vdsr_mat
 
@@ -142,12 +142,6 @@ UNLESS_NAMED = {"bench.settings"}
 DEFAULT_MODEL = {"src/train.py": "edsr_tiny", "benchmarks/throughput.py": "edsr_baseline"}
 #: A small network of the same architecture for each model a command names; the weight files
 #: the workspace holds for these commands have the same sizes.
-TINY_NETS: dict[str, list[str]] = {
-    "edsr_baseline": ["model.net.num_block=1", "model.net.num_feat=16"],
-    "edsr": ["model.net.num_block=1", "model.net.num_feat=16"],
-    "vdsr": ["model.net.num_layers=3", "model.net.num_feat=8"],
-    "rrdb": ["model.net.num_block=1", "model.net.num_feat=16", "model.net.num_grow_ch=8"],
-}
 
 
 def size_overrides(script: str, args: list[str]) -> list[str]:

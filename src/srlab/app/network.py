@@ -2,14 +2,17 @@
 
 srlab's training checkpoints describe themselves: they keep the resolved ``model`` config and
 the scale (:meth:`srlab.tasks.SRTask.describe`), so ``ckpt_path=<run>/checkpoints/last.ckpt``
-alone rebuilds the network. With ``model=<name>`` the config names the network instead, and
-the weights come from ``ckpt_path`` (an srlab checkpoint, or any state dict the weights layer
-reads) or ``model.pretrained``; that is how older srlab checkpoints and foreign ``.pth``
-files load.
+alone rebuilds the network; so does a ``.safetensors`` file written by ``src/export.py``.
+Any other weight file of an architecture spandrel recognizes (SwinIR, HAT, RCAN, ...; see
+:mod:`srlab.models.community`) is detected: its architecture and hyperparameters come from its
+keys and shapes. With ``model=<name>`` the config names the network instead, and the weights
+come from ``ckpt_path`` (an srlab checkpoint, or any state dict the weights layer reads) or
+``model.pretrained``; that is how older srlab checkpoints and authors' releases load.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from srlab.errors import ConfigError
+from srlab.models.community import DetectedNetwork, check_precision, detect_network
 from srlab.runtime.config_check import check_targets
 from srlab.weights import load_pretrained, read_checkpoint
+from srlab.weights.checkpoint import read_state_dict
+from srlab.weights.hub import resolve_source
+from srlab.weights.safetensors_file import stored_model_metadata
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,15 +55,30 @@ def stored_model(path: str | Path) -> dict[str, Any] | None:
     Read with :func:`srlab.weights.read_checkpoint` (``weights_only``): a file never runs code.
     """
     path = Path(path)
-    if not path.is_file():
-        return None
-    if path.suffix.lower() in (".mat", ".safetensors"):
-        return None  # weights only: the weights layer reads them
+    if not path.is_file() or path.suffix.lower() == ".mat":
+        return None  # a URL, or weights only: the weights layer reads them
+    if path.suffix.lower() == ".safetensors":
+        return stored_model_metadata(path)
     checkpoint = read_checkpoint(path, mmap=True)
     described = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if isinstance(described, dict) and isinstance(described.get("model"), dict):
         return {"model": described["model"], "scale": int(described["scale"])}
     return None
+
+
+def detect_file(source: str | Path) -> DetectedNetwork:
+    """The architecture, hyperparameters and weights of a weight file or URL (not an srlab
+    checkpoint), recognized by spandrel (:func:`srlab.models.community.detect_network`)."""
+    state, _ = read_state_dict(resolve_source(source))
+    return detect_network(state, str(source))
+
+
+def _check_detected_scale(detected: DetectedNetwork, scale: Any, source: str | Path) -> None:
+    if scale is not None and int(scale) != detected.scale:
+        raise ConfigError(
+            f"{source} is a x{detected.scale} {detected.architecture}, but scale={scale}: drop "
+            "scale= (the file's is used) or pass weights of that scale"
+        )
 
 
 def _resolved(node: DictConfig, key: str) -> Any:
@@ -75,6 +99,8 @@ def build_network(cfg: DictConfig) -> Network:
     ckpt_path = cfg.get("ckpt_path")
     stored = stored_model(ckpt_path) if ckpt_path else None
     if cfg.get("model") is None:
+        if stored is None and ckpt_path:
+            return _detected_network(cfg, ckpt_path)
         if stored is None:
             raise ConfigError(
                 "no network to run: give ckpt_path=<an srlab checkpoint> (it names its model), "
@@ -113,4 +139,51 @@ def build_network(cfg: DictConfig) -> Network:
     if getattr(net, "upscale", scale) != scale:
         raise ConfigError(f"the network upsamples x{net.upscale} but scale={scale}")
     name = str(model_config.get("name") or "model")
+    _check_inference_precision(cfg, net)
     return Network(net.eval(), name, scale, model_config)
+
+
+def _check_inference_precision(cfg: DictConfig, net: nn.Module) -> None:
+    inference = cfg.get("inference")
+    if inference is not None:
+        check_precision(
+            net, inference.get("precision"), "inference.precision", "inference.precision=bf16 or 32"
+        )
+
+
+def _detected_network(cfg: DictConfig, source: str | Path) -> Network:
+    """The network of a community weight file, built as the srlab class of its architecture."""
+    detected = detect_file(source)
+    _check_detected_scale(detected, cfg.get("scale"), source)
+    with open_dict(cfg):
+        cfg.scale = detected.scale
+    # Named after the file, not the architecture: a SwinIR-light release must not be
+    # compared with classical SwinIR's published numbers.
+    name = Path(str(source)).stem
+    model_config = {"name": name, "net": detected.config}
+    net = detected.build()
+    _check_inference_precision(cfg, net)
+    return Network(net, name, detected.scale, model_config)
+
+
+def resolve_auto_net(cfg: DictConfig) -> None:
+    """``model.net=auto``: the network of ``model.pretrained``, detected from the file, so
+    that fine-tuning community weights needs no hand-written architecture config.
+
+    Raises:
+        ConfigError: no ``model.pretrained``, or weights of another scale than ``scale``.
+    """
+    model = cfg.get("model")
+    if model is None or model.get("net") != "auto":
+        return
+    source = model.get("pretrained")
+    if not source:
+        raise ConfigError(
+            "model.net=auto builds the network of the weights it starts from: give "
+            "model.pretrained=<file or URL> (a .pth/.safetensors of SwinIR, HAT, RCAN, ...)"
+        )
+    detected = detect_file(source)
+    _check_detected_scale(detected, cfg.get("scale"), source)
+    with open_dict(cfg):
+        model.net = detected.config
+    log.info("model.net=auto: %s x%d from %s", detected.architecture, detected.scale, source)

@@ -8,7 +8,8 @@ is a :class:`CheckpointError`, one line naming the file.
 
 :func:`read_state_dict` then unwraps what the common code bases save around a state dict
 (Lightning ``.ckpt``, BasicSR releases, EMA copies, ``module.`` prefixes), and reads the
-MATLAB ``.mat`` releases with :func:`srlab.weights.matlab.read_mat`.
+MATLAB ``.mat`` releases with :func:`srlab.weights.matlab.read_mat`, and ``.safetensors``
+files (which hold tensors only) with :mod:`srlab.weights.safetensors_file`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 
 from srlab.weights.matlab import read_mat
+from srlab.weights.safetensors_file import read_safetensors
 from srlab.weights.registry import PretrainedError, StateDict
 
 __all__ = ["CheckpointError", "read_checkpoint", "read_state_dict", "trained_scale"]
@@ -134,7 +136,7 @@ def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
     ``state_dict`` holds the whole task, from which the network (``net.*``) is taken. A
     ``.mat`` file (the SRCNN and VDSR authors' MATLAB releases) is read with scipy's
     ``loadmat`` into its named arrays (:func:`srlab.weights.matlab.read_mat`), which a layout
-    then maps.
+    then maps. A ``.safetensors`` file is its tensors.
 
     A Lightning checkpoint written with ``WeightAveraging``/``EMAWeightAveraging`` (lightning
     2.6, ``on_save_checkpoint``) already stores the *averaged* weights in ``state_dict`` and
@@ -156,6 +158,8 @@ def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
     path = Path(path)
     if path.suffix.lower() == ".mat":
         return read_mat(path), "MATLAB variables"
+    if path.suffix.lower() == ".safetensors":
+        return _strip_wrappers(read_safetensors(path)), "safetensors"
     obj = read_checkpoint(path)
     state, trail = _unwrap(obj, str(path))
     where = "/".join(trail) or "top level"
