@@ -4,10 +4,12 @@ discriminator, with pixel, perceptual and adversarial losses."""
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import lightning as L
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
@@ -81,12 +83,28 @@ class SRGANTask(SRTask):
     shift checkpoint and EMA step counts. The second step of an iteration therefore runs
     through the strategy directly (same precision plugin, scaler and hooks, no step count).
 
+    Gradient accumulation: ``trainer.accumulate_grad_batches=N`` sums the gradients of ``N``
+    batches (each loss divided by ``N``) before each network's update, so ``N`` batches of
+    ``B`` patches train as one batch of ``N x B`` would (exactly so where no layer uses batch
+    statistics and every loss is a mean over the batch: batch norm in the VGG-style
+    discriminator and RaGAN's batch-mean term see ``B`` patches at a time, as they would on
+    ``N`` devices). Lightning refuses that option with manual optimization and leaves
+    accumulation to the module, so the task takes it from the trainer when attached to it (and
+    sets the trainer's own value to 1). ``global_step``, the schedulers, the warm-up phases and
+    ``trainer.max_steps`` then count updates, every ``N`` batches, as with automatic
+    optimization; ``trainer.val_check_interval`` counts batches. The last update of an epoch
+    takes the batches that are left. Under ``16-mixed`` the loss scale can change between two
+    batches of a window (the generator's update comes first and may move it): gradients
+    accumulated at the old scale are rescaled to the new one before the next backward and
+    before the update, so the unscaled sum is exact.
+
     Gradient clipping (``grad_clip``, ``grad_clip_d``: max global L2 norm per network) runs in
     :meth:`on_before_optimizer_step`, which Lightning's precision plugin calls *after*
     unscaling the gradients under ``16-mixed`` (``GradScaler.unscale_``) and just before the
     optimizer step; with ``bf16-mixed`` and ``32-true`` gradients are never scaled. Clipping
     scaled gradients would clip at ``max_norm * scale``, i.e. not at all. ``trainer.gradient_
-    clip_val`` is not allowed with manual optimization (Lightning refuses it).
+    clip_val`` is not allowed with manual optimization (Lightning refuses it). With
+    accumulation it clips the accumulated (summed) gradients, once per update.
 
     Generator EMA: Lightning's ``EMAWeightAveraging`` callback works with this task as is:
     ``+callbacks.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging
@@ -169,6 +187,11 @@ class SRGANTask(SRTask):
             task_kwargs = {**task_kwargs, "pretrained": generator_init}
         super().__init__(net, num_log_images=num_log_images, **task_kwargs)
         self._iteration_counted = False
+        # Gradient accumulation (see the class docstring): per optimizer (0: generator,
+        # 1: discriminator) whether gradients of the current window wait for their update,
+        # and the loss scale they were made at (16-mixed).
+        self._pending = [False, False]
+        self._grad_scale: list[float | None] = [None, None]
         self.automatic_optimization = False
         self.discriminator = discriminator
 
@@ -190,6 +213,21 @@ class SRGANTask(SRTask):
         self.optimizer_d_factory = optimizer_d
         self.scheduler_factory = scheduler
         self.scheduler_d_factory = scheduler_d
+
+    #: Batches whose gradients are summed before each update (``trainer.accumulate_grad_batches``).
+    accumulate_grad_batches: int = 1
+    _accumulation_source: weakref.ref | None = None
+
+    @SRTask.trainer.setter
+    def trainer(self, trainer: L.Trainer | None) -> None:
+        """Attach ``trainer``, taking over its ``accumulate_grad_batches`` (see the class
+        docstring): Lightning checks that the value is 1 under manual optimization."""
+        source = self._accumulation_source
+        if trainer is not None and (source is None or source() is not trainer):
+            self.accumulate_grad_batches = int(trainer.accumulate_grad_batches)
+            self._accumulation_source = weakref.ref(trainer)
+            trainer.accumulate_grad_batches = 1
+        L.LightningModule.trainer.fset(self, trainer)
 
     # -- optimizers ------------------------------------------------------------------------
 
@@ -241,18 +279,21 @@ class SRGANTask(SRTask):
         lr, hr = training_channels(self.net, batch["lr"], batch["hr"])
         phase = self.phase(self.global_step)
         self._iteration_counted = False
+        # The last batch of an accumulation window (or of the epoch) updates the networks.
+        window_end = (batch_idx + 1) % self.accumulate_grad_batches == 0
+        window_end = window_end or self.trainer.is_last_batch
         # The learning rates used in this iteration, before the schedulers move them.
         self._log("g_lr", g_opt.param_groups[0]["lr"], lr.shape[0])
         self._log("d_lr", d_opt.param_groups[0]["lr"], lr.shape[0])
         losses = []
         if phase.train_g:
-            sr, g_loss = self._generator_step(g_opt, lr, hr, phase.adversarial)
+            sr, g_loss = self._generator_step(g_opt, lr, hr, phase.adversarial, window_end)
             losses.append(g_loss)
         else:
             with torch.no_grad():
                 sr = self(lr)
         if phase.train_d:
-            losses.append(self._discriminator_step(d_opt, hr, sr))
+            losses.append(self._discriminator_step(d_opt, hr, sr, window_end))
         # One count per iteration for SRTask's non-finite guard (a step with a NaN or infinite
         # loss was skipped above; too many such iterations in a row stop training).
         self.is_finite_step(torch.stack(losses))
@@ -260,9 +301,15 @@ class SRGANTask(SRTask):
             self._step_schedulers()
 
     def _generator_step(
-        self, optimizer: LightningOptimizer, lr: torch.Tensor, hr: torch.Tensor, adversarial: bool
+        self,
+        optimizer: LightningOptimizer,
+        lr: torch.Tensor,
+        hr: torch.Tensor,
+        adversarial: bool,
+        window_end: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Update the generator; return its detached output and its (detached) loss."""
+        """Backpropagate the generator's loss (and update it at ``window_end``); return its
+        detached output and its (detached) loss."""
         with self.toggled_optimizer(optimizer):
             sr = self(lr)
             terms: dict[str, torch.Tensor] = {}
@@ -284,7 +331,7 @@ class SRGANTask(SRTask):
                     "generator trains, model.g_steps_before_d)"
                 )
             g_loss = sum(self.loss_weights[name] * value for name, value in terms.items())
-            updated = self._update(optimizer, g_loss)
+            updated = self._update(optimizer, 0, g_loss, window_end)
         if updated:
             batch_size = lr.shape[0]
             self._log("g_loss", g_loss, batch_size, prog_bar=True)
@@ -293,10 +340,14 @@ class SRGANTask(SRTask):
         return sr.detach(), g_loss.detach()
 
     def _discriminator_step(
-        self, optimizer: LightningOptimizer, hr: torch.Tensor, sr: torch.Tensor
+        self,
+        optimizer: LightningOptimizer,
+        hr: torch.Tensor,
+        sr: torch.Tensor,
+        window_end: bool = True,
     ) -> torch.Tensor:
-        """Update the discriminator on real ``hr`` and generated ``sr`` (already detached);
-        return its (detached) loss."""
+        """Backpropagate the discriminator's loss on real ``hr`` and generated ``sr`` (already
+        detached), updating it at ``window_end``; return its (detached) loss."""
         with self.toggled_optimizer(optimizer):
             # Two passes, as BasicSR and the ESRGAN code do: batch norm normalizes real and
             # fake images with their own batch statistics.
@@ -306,7 +357,7 @@ class SRGANTask(SRTask):
             penalty = self.adversarial_loss.penalty(self.discriminator, hr, sr)
             if penalty is not None:
                 d_loss = d_loss + penalty
-            updated = self._update(optimizer, d_loss)
+            updated = self._update(optimizer, 1, d_loss, window_end)
         if updated:
             batch_size = hr.shape[0]
             self._log("d_loss", d_loss, batch_size, prog_bar=True)
@@ -316,15 +367,48 @@ class SRGANTask(SRTask):
                 self._log("d_gp", penalty, batch_size)
         return d_loss.detach()
 
-    def _update(self, optimizer: LightningOptimizer, loss: torch.Tensor) -> bool:
-        """Backpropagate ``loss`` and step ``optimizer``, unless the loss is not finite (on
-        any DDP rank)."""
-        if not self.all_finite(loss):
-            return False
-        optimizer.zero_grad()
-        self.manual_backward(loss)
-        self._optimizer_step(optimizer)
-        return True
+    def _update(
+        self, optimizer: LightningOptimizer, index: int, loss: torch.Tensor, window_end: bool
+    ) -> bool:
+        """Backpropagate ``loss`` (divided by the accumulation count) into the gradients of
+        optimizer ``index``'s window, and at ``window_end`` step it; returns whether ``loss``
+        was backpropagated: not when it is not finite (on any DDP rank), and then the window
+        updates with the gradients of its other batches, if any."""
+        finite = self.all_finite(loss)
+        if finite:
+            if self._pending[index]:
+                self._match_grad_scale(optimizer, index)
+            else:  # the window's first gradients
+                optimizer.zero_grad()
+                self._pending[index] = True
+            self.manual_backward(loss / self.accumulate_grad_batches)
+            self._grad_scale[index] = self._loss_scale()
+        if window_end and self._pending[index]:
+            self._match_grad_scale(optimizer, index)
+            self._optimizer_step(optimizer)
+            self._pending[index] = False
+        return finite
+
+    def _loss_scale(self) -> float | None:
+        """The current 16-mixed loss scale (None without a GradScaler, or without
+        accumulation, where gradients never outlive a scale)."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if self.accumulate_grad_batches == 1 or scaler is None or not scaler.is_enabled():
+            return None
+        return float(scaler.get_scale())
+
+    def _match_grad_scale(self, optimizer: LightningOptimizer, index: int) -> None:
+        """Rescale optimizer ``index``'s accumulated gradients to the current loss scale (the
+        other network's update may have moved it since they were made)."""
+        made_at, now = self._grad_scale[index], self._loss_scale()
+        if made_at is None or now is None or made_at == now:
+            return
+        with torch.no_grad():
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    if param.grad is not None:
+                        param.grad.mul_(now / made_at)
+        self._grad_scale[index] = now
 
     def _optimizer_step(self, optimizer: LightningOptimizer) -> None:
         """Step ``optimizer``; only the iteration's first step counts as a global step."""
