@@ -110,6 +110,7 @@ def build(
     ``trainer`` against what it builds, every dataset file located (and, with ``prepare``,
     downloaded and decoded into the cache), the network's scale against ``scale``.
     """
+    resolve_auto_net(cfg)  # model.net=auto: the architecture of model.pretrained
     # Typos in model/data/trainer keys and impossible values fail now, naming the key.
     check_values(cfg)
     for group in ("data", "model", "trainer"):
@@ -123,6 +124,10 @@ def build(
     # in seconds, not after decoding a dataset at that scale.
     model: L.LightningModule = _instantiate_user_config(cfg.model, "model")
     _check_scale(cfg, model, datamodule)
+    check_precision(
+        model.net, cfg.trainer.get("precision"), "trainer.precision", "bf16-mixed or 32-true"
+    )
+    check_precision(model.net, cfg.inference.get("precision"), "inference.precision", "bf16 or 32")
     # Download (one process per node: DDP starts the other ranks only later, from fit), then
     # locate and check every file: bad data fails here, before any training.
     if prepare and int(os.environ.get("LOCAL_RANK", "0")) == 0:
