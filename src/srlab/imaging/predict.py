@@ -74,12 +74,14 @@ def make_predictor(
     tile_overlap: int = 32,
     ensemble: bool = False,
     dtype: torch.dtype | None = None,
+    tile_batch: int = 1,
 ) -> Predictor:
     """LR ``[B, C, h, w]`` -> SR ``[B, C, s*h, s*w]`` float32, unclamped, for images of any size.
 
     ``dtype`` (bf16/fp16) runs the network under autocast; every tile's output is cast back
     to float32 before it is stitched, so the full-size result never holds low-precision values
-    (bf16 keeps 8 significant bits: too few for a 16-bit image).
+    (bf16 keeps 8 significant bits: too few for a 16-bit image). ``tile_batch``: tiles per
+    forward pass (:func:`srlab.imaging.tiling.tiled_forward`).
     """
 
     def forward(lr: torch.Tensor) -> torch.Tensor:
@@ -87,7 +89,7 @@ def make_predictor(
             sr = super_resolve(net, lr)
         return sr.float()
 
-    return with_tiling(forward, scale, tile, tile_overlap, ensemble)
+    return with_tiling(forward, scale, tile, tile_overlap, ensemble, tile_batch)
 
 
 def with_tiling(
@@ -96,13 +98,14 @@ def with_tiling(
     tile: int | None = None,
     tile_overlap: int = 32,
     ensemble: bool = False,
+    tile_batch: int = 1,
 ) -> Predictor:
-    """``forward`` (LR -> SR of whole images) run tile by tile when ``tile`` is set, and as the
-    x8 self-ensemble when ``ensemble`` is: the one composition of inference, evaluation and
-    the test of a training run."""
+    """``forward`` (LR -> SR of whole images) run tile by tile when ``tile`` is set
+    (``tile_batch`` tiles per call), and as the x8 self-ensemble when ``ensemble`` is: the one
+    composition of inference, evaluation and the test of a training run."""
 
     def tiled(lr: torch.Tensor) -> torch.Tensor:
-        return tiled_forward(forward, lr, scale, tile, tile_overlap)
+        return tiled_forward(forward, lr, scale, tile, tile_overlap, tile_batch)
 
     single = tiled if tile else forward
     return (lambda lr: self_ensemble(single, lr)) if ensemble else single
