@@ -3,7 +3,9 @@
 SR papers compare networks by parameters and by Mult-Adds for a given output size (e.g. a
 1280x720 SR image, as in CARN and later papers). Counting MACs *per LR pixel* makes the number
 independent of the image: for convolutional networks with 'same' padding it is exact at any
-input size, and the cost of an image is that number times its LR pixel count.
+input size, and the cost of an image is that number times its LR pixel count. Window-attention
+transformers (SwinIR, HAT, DAT) pad their input to a multiple of the window, so theirs is
+exact at multiples of it (64, the default size, is one for every window in conf/model/).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from rich.table import Table
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = ["NetworkComplexity", "count_macs", "summary", "summary_table"]
 
@@ -51,29 +54,14 @@ class NetworkComplexity:
         )
 
 
-# Layers whose MACs are counted: they hold essentially all the compute of SR networks
-# (activations, pixel shuffle, interpolation and sums are a rounding error next to them).
-_COUNTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
-
-
-def _layer_macs(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> int:
-    if isinstance(module, nn.ConvTranspose2d):
-        # Every input element is scattered through the kernel to out_ch/groups outputs.
-        kernel = module.kernel_size[0] * module.kernel_size[1]
-        return inputs[0].numel() * (module.out_channels // module.groups) * kernel
-    if isinstance(module, nn.Conv2d):
-        # Every output element gathers in_ch/groups x kernel products.
-        kernel = module.kernel_size[0] * module.kernel_size[1]
-        return output.numel() * (module.in_channels // module.groups) * kernel
-    return output.numel() * module.in_features  # nn.Linear
-
-
 def count_macs(net: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
-    """MACs of ``net(x)`` in Conv2d / ConvTranspose2d / Linear layers, counted with forward hooks.
+    """Multiply-accumulates of ``net(x)``, counted by PyTorch's ``FlopCounterMode``.
 
-    Conv2d: output elements x ``in_channels / groups`` x kernel area. ConvTranspose2d: input
-    elements x ``out_channels / groups`` x kernel area. Linear: output elements x
-    ``in_features``. Bias additions are not counted. A layer called twice counts twice.
+    Every matrix product of the forward pass counts, whichever module or function runs it:
+    convolutions (transposed and grouped ones too), linear layers, and the attention products
+    (``bmm``, ``scaled_dot_product_attention``) of transformers, which forward hooks on layers
+    would miss. Activations, normalizations, pixel shuffles and sums are not counted (a
+    rounding error next to them). MACs are half of PyTorch's FLOPs (one multiply, one add).
 
     Args:
         net: The network; run as is (the caller chooses train/eval mode and grad mode).
@@ -82,19 +70,9 @@ def count_macs(net: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
     Returns:
         The total MACs over the whole batch, and the output of ``net(x)``.
     """
-    total = 0
-
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal total
-        total += _layer_macs(module, inputs, output)
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, _COUNTED)]
-    try:
+    with FlopCounterMode(display=False) as counter:
         out = net(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return total, out
+    return counter.get_total_flops() // 2, out
 
 
 def summary(
