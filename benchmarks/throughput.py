@@ -15,9 +15,14 @@ overrides over the real training config (``conf/train.yaml``) and measures, in o
 3. **Full training loop** (patches/s): short ``Trainer.fit`` runs on the cached loader in the
    fastest setting of 2, alternating with runs of that setting's step alone; the ratio of the
    two is the share of the step's speed that the loop keeps.
-4. **Inference** (SR megapixels/s, peak resident memory): ``srlab.imaging.predict.make_predictor``
+4. **Task against a bare loop** (patches/s): the task's fp32 eager step (as in 2) and a plain
+   PyTorch loop on the same network and batch (``zero_grad``, ``net(lr)``, L1, ``backward``,
+   Adam ``step``: what BasicSR-style trainers run), alternating in ``bench.bare_rounds``
+   rounds; the table prints the ratio task/bare of every round and their median.
+5. **Inference** (SR megapixels/s, peak resident memory): ``srlab.imaging.predict.make_predictor``
    on a ``bench.infer_size`` square LR image, whole and tiled (``bench.tile``,
-   ``bench.tile_overlap``), in the precision and layout of the fastest setting.
+   ``bench.tile_overlap``), alternating in ``bench.infer_rounds`` rounds (medians, and the
+   ratio tiled/whole per round), in the precision and layout of the fastest setting.
 
 Defaults (each applies unless the command line names its key): EDSR-baseline x2, batch 16,
 LR patch 48 (HR 96), no logger, and the training config's default data, the photos bundled
@@ -41,6 +46,7 @@ import gc
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -83,7 +89,11 @@ BENCH_DEFAULTS: dict[str, Any] = {
     "decode_batches": 3,  # timed batches of the decoding loader (slow: ~0.1 s per patch)
     "loop_warmup": 2,  # untimed steps per fit of the full loop (loader workers start)
     "loop_steps": 4,  # timed steps per fit of the full loop (and of the best step beside it)
+    # The task's fp32 eager step against a plain PyTorch loop on the same network and batch,
+    # alternating in this many rounds (warmup + steps steps each); their ratio's median.
+    "bare_rounds": 7,
     "infer_size": 512,  # side of the square LR image of the inference section
+    "infer_rounds": 3,  # rounds alternating tiled and whole inference
     "tile": 128,  # LR tile side of tiled inference
     "tile_overlap": 16,  # LR pixels of context per tile side
 }
@@ -442,11 +452,75 @@ def measure_train_loop(
     return timings
 
 
+class BareLoop:
+    """The training step without the task or Lightning: ``zero_grad``, ``net(lr)``, L1,
+    ``backward``, Adam ``step``, on the network of ``cfg.model.net`` (seeded as the task's)
+    with the optimizer of ``cfg.model.optimizer``, on one fixed batch."""
+
+    def __init__(self, cfg: DictConfig, batch: dict) -> None:
+        L.seed_everything(cfg.seed, verbose=False)
+        device = benchmark_device(cfg)
+        self.net = instantiate(cfg.model.net, _convert_="all").to(device).train()
+        self.optimizer = instantiate(cfg.model.optimizer)(self.net.parameters())
+        self.lr, self.hr = batch["lr"].to(device), batch["hr"].to(device)
+        self.cuda = device.type == "cuda"
+
+    def step(self) -> float:
+        """One step; returns its seconds."""
+        start = time.perf_counter()
+        self.optimizer.zero_grad()
+        loss = F.l1_loss(self.net(self.lr), self.hr)
+        loss.backward()
+        self.optimizer.step()
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    def timed(self, warmup: int, steps: int) -> Timing:
+        """``warmup`` untimed steps, then ``steps`` timed ones."""
+        for _ in range(warmup):
+            self.step()
+        return Timing(steps, sum(self.step() for _ in range(steps)))
+
+
+def measure_task_vs_bare(
+    cfg: DictConfig, rounds: int, warmup: int, steps: int
+) -> dict[str, list[float]]:
+    """Patches per second of the task's fp32 eager training step (``Trainer.fit`` on one
+    synthetic batch) and of :class:`BareLoop` on that batch, alternating in ``rounds`` rounds
+    (ABBA order, so that a trend in the machine's load weighs on both alike): one figure per
+    round each, and their ratio per round."""
+    setting = StepSetting.parse("fp32_eager")
+    data = synthetic_data(cfg, warmup + steps)
+    task = build_task(cfg, setting)
+    bare = BareLoop(cfg, data.batch)
+    batch = cfg.data.batch_size
+    result: dict[str, list[float]] = {"task": [], "bare": [], "ratio": []}
+    for index in range(rounds):
+        rates = {}
+        for name in ("task", "bare") if index % 2 == 0 else ("bare", "task"):
+            if name == "task":
+                timing = Timing()
+                timed_fit(cfg, setting, task, data, warmup, steps, timing)
+            else:
+                timing = bare.timed(warmup, steps)
+            rates[name] = timing.patches_per_s(batch)
+        result["task"].append(rates["task"])
+        result["bare"].append(rates["bare"])
+        result["ratio"].append(rates["task"] / rates["bare"])
+    return result
+
+
 def measure_inference(
-    cfg: DictConfig, setting: StepSetting, size: int, tile: int | None, overlap: int
-) -> dict[str, float]:
-    """SR megapixels per second and peak memory of one ``size`` x ``size`` RGB LR image,
-    whole (``tile`` None) or tiled, in the precision and layout of ``setting`` (eager)."""
+    cfg: DictConfig, setting: StepSetting, size: int, tile: int, overlap: int, rounds: int
+) -> dict[str, dict[str, Any]]:
+    """SR megapixels per second of one ``size`` x ``size`` RGB LR image, ``tiled`` and
+    ``untiled`` (whole), alternating in ``rounds`` rounds, in the precision and layout of
+    ``setting`` (eager); and each one's peak memory, from the first round.
+
+    The first round runs the tiled pass first: the allocator keeps the whole pass's memory,
+    which would hide the tiled pass's own peak. Later rounds alternate the order.
+    """
     device = benchmark_device(cfg)
     precision = "32" if setting.precision == "32-true" else setting.precision
     dtype = autocast_dtype(precision, device)
@@ -454,17 +528,30 @@ def measure_inference(
     net = instantiate(cfg.model.net, _convert_="all").eval().to(device)
     if setting.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    predict = make_predictor(net, cfg.scale, tile, overlap, dtype=dtype)
+    predictors = {
+        "tiled": make_predictor(net, cfg.scale, tile, overlap, dtype=dtype),
+        "untiled": make_predictor(net, cfg.scale, None, overlap, dtype=dtype),
+    }
     lr = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    results: dict[str, dict[str, Any]] = {name: {"rounds": []} for name in predictors}
     with torch.inference_mode():
-        predict(lr[..., : min(size, 64), : min(size, 64)])  # kernel selection, not timed
-        with peak_memory(device) as memory:
-            start = time.perf_counter()
-            sr = predict(lr)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            elapsed = time.perf_counter() - start
-    return {"megapixels_per_s": sr.shape[-2] * sr.shape[-1] / 1e6 / elapsed, **memory}
+        predictors["untiled"](lr[..., : min(size, 64), : min(size, 64)])  # kernel selection
+        for index in range(rounds):
+            order = ("tiled", "untiled") if index % 2 == 0 else ("untiled", "tiled")
+            for name in order:
+                with peak_memory(device) as memory:
+                    start = time.perf_counter()
+                    sr = predictors[name](lr)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    elapsed = time.perf_counter() - start
+                del sr
+                results[name]["rounds"].append(size * size * cfg.scale**2 / 1e6 / elapsed)
+                if index == 0:
+                    results[name].update(memory)
+    for result in results.values():
+        result["megapixels_per_s"] = statistics.median(result["rounds"])
+    return results
 
 
 # -- the benchmark ------------------------------------------------------------------------
@@ -513,12 +600,24 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     results["train_loop_patches_per_s"] = loop["loop"].patches_per_s(batch)
     results["train_loop_step_patches_per_s"] = loop["step"].patches_per_s(batch)
 
-    # Tiled first: the allocator keeps the untiled run's memory, which would hide the tiled
-    # run's own peak.
-    for name, tile in (("tiled", bench.tile), ("untiled", None)):
-        infer = measure_inference(cfg, best, bench.infer_size, tile, bench.tile_overlap)
-        for key, value in infer.items():
+    bare = measure_task_vs_bare(cfg, bench.bare_rounds, bench.warmup, bench.steps)
+    results["task_vs_bare_task_patches_per_s"] = bare["task"]
+    results["task_vs_bare_bare_patches_per_s"] = bare["bare"]
+    results["task_vs_bare_ratios"] = bare["ratio"]
+    results["task_vs_bare_ratio"] = statistics.median(bare["ratio"])
+
+    infer = measure_inference(
+        cfg, best, bench.infer_size, bench.tile, bench.tile_overlap, bench.infer_rounds
+    )
+    for name, values in infer.items():
+        for key, value in values.items():
             results[f"infer_{name}_{key}"] = value
+    results["infer_tiled_ratios"] = [
+        tiled / whole
+        for tiled, whole in zip(infer["tiled"]["rounds"], infer["untiled"]["rounds"], strict=True)
+    ]
+    results["infer_tiled_ratio"] = statistics.median(results["infer_tiled_ratios"])
+    results["infer_tile"], results["infer_tile_overlap"] = bench.tile, bench.tile_overlap
     results["loadavg_after"] = list(os.getloadavg())
     return results
 
@@ -540,6 +639,17 @@ def done_when(results: dict[str, Any]) -> list[tuple[str, float, float]]:
             "full loop / best step (timed alternately)",
             results["train_loop_patches_per_s"] / results["train_loop_step_patches_per_s"],
             0.8,
+        ),
+        (
+            f"task step / bare PyTorch loop (median of {len(results['task_vs_bare_ratios'])} "
+            "rounds)",
+            results["task_vs_bare_ratio"],
+            0.97,
+        ),
+        (
+            f"tiled / whole inference (median of {len(results['infer_tiled_ratios'])} rounds)",
+            results["infer_tiled_ratio"],
+            0.9,
         ),
     ]
 
@@ -585,11 +695,31 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"({results['train_loop_step_patches_per_s']:.1f} patches/s)",
         )
     )
+    task, bare = (
+        results["task_vs_bare_task_patches_per_s"],
+        results["task_vs_bare_bare_patches_per_s"],
+    )
+    rows.append(
+        (
+            "bare PyTorch loop (zero_grad, net, L1, backward, Adam)",
+            "fp32_eager, synthetic batch",
+            f"{statistics.median(bare):.1f} patches/s",
+            f"task step {statistics.median(task):.1f} patches/s in the same rounds; task/bare "
+            f"{results['task_vs_bare_ratio']:.3f} (median; rounds: "
+            f"{', '.join(f'{r:.3f}' for r in results['task_vs_bare_ratios'])})",
+        )
+    )
     for name in ("tiled", "untiled"):
         peak, before = results[f"infer_{name}_peak_rss_mb"], results[f"infer_{name}_rss_before_mb"]
         memory = f"peak RSS {peak:.0f} MB ({peak - before:+.0f} MB)"
         if f"infer_{name}_peak_cuda_mb" in results:
             memory += f", peak CUDA {results[f'infer_{name}_peak_cuda_mb']:.0f} MB"
+        if name == "tiled":
+            memory += (
+                f"; tile {results['infer_tile']}, overlap {results['infer_tile_overlap']}; "
+                f"tiled/whole {results['infer_tiled_ratio']:.2f} (median; rounds: "
+                f"{', '.join(f'{r:.2f}' for r in results['infer_tiled_ratios'])})"
+            )
         rows.append(
             (
                 f"inference, {name}",

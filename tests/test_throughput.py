@@ -91,7 +91,9 @@ def test_benchmark_sections_at_tiny_sizes_write_every_key(tmp_path: Path) -> Non
             "bench.decode_batches=1",
             "bench.loop_warmup=1",
             "bench.loop_steps=1",
+            "bench.bare_rounds=2",
             "bench.infer_size=24",
+            "bench.infer_rounds=2",
             "bench.tile=16",
             "bench.tile_overlap=4",
         ]
@@ -112,11 +114,25 @@ def test_benchmark_sections_at_tiny_sizes_write_every_key(tmp_path: Path) -> Non
         "infer_untiled_megapixels_per_s",
         "infer_tiled_megapixels_per_s",
         "infer_tiled_peak_rss_mb",
+        "task_vs_bare_ratio",
+        "infer_tiled_ratio",
     ):
         assert math.isfinite(written[key]) and written[key] > 0, key
+    # One figure per interleaved round, and the ratios the table reports are theirs.
+    task, bare = (
+        written["task_vs_bare_task_patches_per_s"],
+        written["task_vs_bare_bare_patches_per_s"],
+    )
+    assert len(task) == len(bare) == 2
+    assert written["task_vs_bare_ratios"] == pytest.approx(
+        [a / b for a, b in zip(task, bare, strict=True)]
+    )
+    assert len(written["infer_tiled_rounds"]) == len(written["infer_untiled_rounds"]) == 2
     assert written["step_best_setting"] in ("fp32_eager", "fp32_cl")
     assert (tmp_path / "out" / "throughput.md").read_text() == table
     assert "| full training loop (Trainer.fit) |" in table
+    assert "| bare PyTorch loop (zero_grad, net, L1, backward, Adam) |" in table
+    assert "| task step / bare PyTorch loop (median of 2 rounds) |" in table
 
 
 def test_a_bad_step_setting_names_the_valid_form() -> None:
