@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import CONF_DIR, compose_config
+from helpers import CONF_DIR, TINY_NETS, compose_config
+from hydra.utils import instantiate
 
 from srlab.app.train import train
 from srlab.models import EDSR
@@ -70,11 +71,18 @@ def test_recipe_runs_debug_fast(recipe: str, data_root: Path, tmp_path: Path, mo
         "test=false",
         f"paths.data_dir={data_root}",
     ]
-    overrides += SHRINK.get(recipe, SHRINK.get(recipe.split("_x")[0], []))
+    model = recipe.split("_x")[0]
+    shrink = SHRINK.get(recipe, SHRINK.get(model, TINY_NETS.get(model, [])))
+    overrides += shrink
     if recipe == "edsr_x4_from_x2":
         x2 = EDSR(num_feat=16, num_block=2, upscale=2)
         weights = tmp_path / "edsr_x2.pth"
         torch.save(x2.state_dict(), weights)
+        overrides.append(f"model.pretrained={weights}")
+    elif recipe.endswith("_from_x2"):  # a trained x2 network of the same (tiny) size
+        x2_cfg = compose_config(tmp_path / "x2", [f"model={model}", "scale=2", *shrink])
+        weights = tmp_path / f"{model}_x2.pth"
+        torch.save(instantiate(x2_cfg.model.net, _convert_="all").state_dict(), weights)
         overrides.append(f"model.pretrained={weights}")
     cfg = compose_config(tmp_path / "run", overrides)
     assert "paper" in cfg.tags or "smoke" in cfg.tags
