@@ -130,3 +130,28 @@ def test_bad_options_and_missing_packages_are_clear(tmp_path: Path) -> None:
         export(export_cfg(tmp_path, "model=bicubic", "batch=1"))
     with pytest.raises(ExportError, match=r"pip install -e '\.\[export\]'"):
         _require("onnx", "surely_not_an_installed_module")
+
+
+def test_safetensors_export_alone_rebuilds_the_network(
+    tmp_path: Path, edsr_baseline: tuple[EDSR, Path]
+) -> None:
+    """`src/export.py format=safetensors`, then `src/eval.py ckpt_path=<it>` with no model=."""
+    from safetensors import safe_open
+
+    from srlab.app.network import build_network
+
+    net, weights = edsr_baseline
+    result = export(
+        export_cfg(tmp_path, "model=edsr_baseline", f"ckpt_path={weights}", "format=safetensors")
+    )
+    assert result.ok and result.max_abs_diff == 0
+    assert result.path == tmp_path / "edsr_baseline_x2.safetensors"
+    with safe_open(str(result.path), framework="pt") as file:  # tensors only: no pickle
+        assert set(file.keys()) == set(net.state_dict())
+    network = build_network(
+        compose_config(tmp_path, [f"ckpt_path={result.path}"], config_name="eval")
+    )
+    assert (network.name, network.scale) == ("edsr_baseline", 2)
+    lr = torch.rand(1, 3, 13, 17)
+    with torch.no_grad():
+        torch.testing.assert_close(network.net(lr), net(lr), atol=0, rtol=0)

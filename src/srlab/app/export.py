@@ -1,4 +1,4 @@
-"""Export a network to ONNX or TorchScript and check it against eager PyTorch.
+"""Export a network to ONNX, TorchScript or safetensors and check it against eager PyTorch.
 
 The library behind ``src/export.py``::
 
@@ -22,7 +22,12 @@ to export, no ``onnxscript``) while it lasts.
 Networks that compute the MATLAB-bicubic upscale inside their forward (SRCNN, VDSR, the
 bicubic baseline, the default ``edsr_tiny``) export with dynamic sizes too: ``imresize`` is
 plain torch. A network that computes a size in Python can still fix the example's size; the
-parity check then fails, and ``dynamic=false input_size=[H,W]`` exports it for one size.
+parity check then fails, and ``dynamic=false input_size=[H,W]`` exports it for one size
+(the window-attention transformers: SwinIR, HAT, DAT build their attention masks in Python).
+
+``format=safetensors`` writes the weights (no pickle) with the model config and scale in the
+file's metadata: ``src/eval.py`` / ``src/infer.py ckpt_path=<file>.safetensors`` rebuild the
+network from it alone, as from a checkpoint; the parity check rebuilds it so.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
@@ -45,10 +51,15 @@ from torch import nn
 
 from srlab.app.network import build_network
 from srlab.errors import ConfigError, SRLabError
+from srlab.weights.safetensors_file import (
+    read_safetensors,
+    stored_model_metadata,
+    write_safetensors,
+)
 
 log = logging.getLogger(__name__)
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 ONNX_EXPORTERS = ("dynamo", "legacy")
 TORCHSCRIPT_METHODS = ("trace", "script")
 
@@ -268,7 +279,14 @@ def export_torchscript(
 
 
 def run_exported(path: Path, fmt: str, lr: torch.Tensor) -> torch.Tensor:
-    """Run an exported file on ``lr``: ONNX Runtime (CPU) for ONNX, ``torch.jit.load`` else."""
+    """Run an exported file on ``lr``: ONNX Runtime (CPU) for ONNX, ``torch.jit.load`` for
+    TorchScript, the network its metadata describes for safetensors."""
+    if fmt == "safetensors":
+        described = stored_model_metadata(path) or {}
+        net = instantiate(described["model"]["net"], _convert_="all")
+        net.load_state_dict(read_safetensors(path))
+        with torch.no_grad():
+            return net.eval()(lr)
     if fmt == "onnx":
         _require("onnxruntime")
         import onnxruntime
@@ -349,6 +367,10 @@ def export(cfg: DictConfig) -> ExportResult:
         export_onnx(
             net, path, example, options.dynamic, options.onnx_exporter, options.opset, metadata
         )
+    elif options.format == "safetensors":
+        # Weights and the model config: the file alone rebuilds the network (eval, infer).
+        described = {"model": network.model_config, "scale": scale}
+        write_safetensors(path, net.state_dict(), described)
     else:
         export_torchscript(net, path, example, options.torchscript_method, metadata)
     parity_input = (
@@ -370,11 +392,14 @@ def export(cfg: DictConfig) -> ExportResult:
 
 def print_result(result: ExportResult, options: ExportOptions) -> None:
     """Print where the export went and its parity check against eager PyTorch."""
-    runtime = "ONNX Runtime" if result.format == "onnx" else "torch.jit.load"
+    runtime, method = {
+        "onnx": ("ONNX Runtime", options.onnx_exporter),
+        "torchscript": ("torch.jit.load", options.torchscript_method),
+        "safetensors": ("rebuilt network", "weights + model config"),
+    }[result.format]
     table = Table(title="export", show_header=False)
     table.add_column(justify="right")
     table.add_column(overflow="fold")
-    method = options.onnx_exporter if result.format == "onnx" else options.torchscript_method
     table.add_row("file", str(result.path))
     table.add_row("size", f"{result.path.stat().st_size / 2**20:.1f} MiB")
     table.add_row("format", f"{result.format} ({method})")
