@@ -208,3 +208,29 @@ def test_offline_runs_keep_their_inputs_in_the_config(sweep: Path) -> None:
     assert set(inputs["datasets"]) == {"SampleTrain", "Sample"}
     assert all(Path(path).is_dir() for path in inputs["datasets"].values())
     assert inputs["weights"] == []
+
+
+class _ResumedRun:
+    """A resumed W&B run, as far as :meth:`SRLabWandbLogger.log_metrics` touches one: W&B
+    restored its summary (best 31.0 at step 200) from the server."""
+
+    def __init__(self) -> None:
+        self.summary = {"val/psnr": {"max": 31.0, "last": 30.5}, "best_step/val/psnr": 200}
+        self.logged: list[dict] = []
+
+    def define_metric(self, *args, **kwargs) -> None:
+        pass
+
+    def log(self, row: dict) -> None:
+        self.logged.append(row)
+
+
+def test_a_resumed_run_keeps_its_earlier_best_step(tmp_path: Path) -> None:
+    logger = SRLabWandbLogger(save_dir=str(tmp_path), mode="offline")
+    run = _ResumedRun()
+    logger._experiment = run
+    logger.log_metrics({"val/psnr": 30.8, "trainer/global_step": 300}, step=299)
+    assert run.summary["best_step/val/psnr"] == 200  # 30.8 is not better than 31.0
+    assert run.logged[-1]["trainer/global_step"] == 300  # the step the task logged
+    logger.log_metrics({"val/psnr": 31.2, "trainer/global_step": 400}, step=399)
+    assert run.summary["best_step/val/psnr"] == 400

@@ -91,7 +91,7 @@ class SRLabWandbLogger(WandbLogger):
             if not tracks_best_step(key):
                 continue
             value = float(value)
-            best = self._best.get(key)
+            best = self._best.get(key) or _resumed_best(run, key)
             if best is None or value > best[0]:
                 self._best[key] = (value, step)
                 run.summary[BEST_STEP_PREFIX + key] = step
@@ -122,6 +122,15 @@ class SRLabWandbLogger(WandbLogger):
             artifact = wandb.Artifact(_artifact_name(f"weights-{name}"), type="model")
             artifact.add_reference(path if "://" in path else Path(path).as_uri())
             run.use_artifact(artifact)
+
+
+def _resumed_best(run: Any, key: str) -> tuple[float, int] | None:
+    """The best value and step of ``key`` that a resumed run's summary already holds (W&B
+    restores it from the server), so a resume does not forget an earlier best."""
+    earlier, step = run.summary.get(key), run.summary.get(BEST_STEP_PREFIX + key)
+    if step is None or not hasattr(earlier, "get") or earlier.get("max") is None:
+        return None
+    return float(earlier["max"]), int(step)
 
 
 def _is_offline(run: Any) -> bool:
