@@ -62,6 +62,7 @@ NOT_RUN: dict[str, str] = {
     "python -m venv .venv": _SETUP,
     ". .venv/bin/activate": _SETUP,
     "pip install torch==2.13.0": _SETUP,
+    "pip install torch==2.14.1 torchvision==0.29.1": _SETUP,
     "pip install -e .": _SETUP,
     'pip install -e ".[dev]"': _SETUP,
     "python -m pytest": "the test suite itself (.ci/run runs it)",

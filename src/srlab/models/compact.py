@@ -23,4 +23,4 @@ class SRVGGNetCompact(CommunityNetwork, _Compact):
         act_type: ``prelu`` (the releases), ``relu`` or ``leakyrelu``.
     """
 
-    precision = Precision(fp16=True, bf16=True, why="convolutions only")
+    precision = Precision(fp16=True, bf16=True, why="convolutions only; spandrel allows both")

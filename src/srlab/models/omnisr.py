@@ -24,7 +24,9 @@ class OmniSR(CommunityNetwork, _OmniSR):
         bias: convolution biases.
     """
 
-    precision = Precision(fp16=True, bf16=True, why="measured on random weights only")
+    precision = Precision(
+        fp16=True, bf16=True, why="agrees with fp32 on random weights; spandrel allows both"
+    )
 
     @property
     def upscale(self) -> int:

@@ -26,7 +26,11 @@ class RCAN(CommunityNetwork, _RCAN):
         norm: subtract DIV2K's mean RGB at the head, add it back at the tail.
     """
 
-    precision = Precision(fp16=True, bf16=True, why="convolutions only")
+    # Its features are in [0, 255] units (rgb_range 255): deep residual sums approach fp16's
+    # 65504 range with trained weights; spandrel marks RCAN supports_half=False.
+    precision = Precision(
+        fp16=False, bf16=True, why="it computes in [0, 255] units; spandrel marks it unsafe"
+    )
 
     @property
     def upscale(self) -> int:

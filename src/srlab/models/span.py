@@ -40,7 +40,7 @@ class SPAN(CommunityNetwork, _SPAN):
             ``img_range`` inside (the official code's normalization).
     """
 
-    precision = Precision(fp16=True, bf16=True, why="convolutions only")
+    precision = Precision(fp16=True, bf16=True, why="convolutions only; spandrel allows both")
 
     @property
     def upscale(self) -> int:
