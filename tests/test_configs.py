@@ -131,3 +131,11 @@ def test_model_config_odd_sizes_and_one_training_step(
     optimizer.step()
     assert torch.isfinite(loss)
     assert any(not torch.equal(b, p) for b, p in zip(before, task.net.parameters(), strict=True))
+
+
+def test_training_an_evaluation_only_network_says_to_evaluate_it(tmp_path: Path) -> None:
+    from srlab.app.train import build
+    from srlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="python src/eval.py model=bicubic"):
+        build(compose_config(tmp_path, ["model=bicubic", "debug=fast"]), prepare=False)

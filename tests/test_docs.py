@@ -134,7 +134,8 @@ SIZE: dict[str, list[str]] = {
         "bench.rounds=1", "bench.warmup=1", "bench.steps=1", "bench.loader_batches=2",
         "bench.decode_batches=1", "bench.loop_warmup=1", "bench.loop_steps=1",
         "bench.infer_size=32", "bench.tile=16", "bench.tile_overlap=4", "data.batch_size=2",
-        "data.num_workers=0", "bench.settings=[fp32_eager]",
+        "data.num_workers=0", "bench.settings=[fp32_eager]", "bench.bare_rounds=1",
+        "bench.infer_rounds=1",
     ],
 }  # fmt: skip
 #: Size keys that stay as the command sets them (a benchmark of torch.compile compiles).

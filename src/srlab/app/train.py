@@ -122,6 +122,12 @@ def build(
     datamodule.require_train_set()
     # The network before any download or cache build: a scale it cannot upsample by fails
     # in seconds, not after decoding a dataset at that scale.
+    if "_target_" not in cfg.model:  # conf/model/bicubic.yaml: a network with nothing to learn
+        raise ConfigError(
+            f"model={cfg.model.get('name')} has no training task (no model._target_): it has "
+            f"nothing to learn; score it with python src/eval.py model={cfg.model.get('name')} "
+            "scale=<2|3|4>"
+        )
     model: L.LightningModule = _instantiate_user_config(cfg.model, "model")
     _check_scale(cfg, model, datamodule)
     check_precision(
