@@ -4,6 +4,8 @@ fine-tuning from community weights, and a debug=fast run of every config."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -209,7 +211,10 @@ def test_every_config_trains_validates_and_tests(tmp_path: Path, model: str) -> 
     assert train(cfg) is not None
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["model"]["net"]["_target_"].startswith("srlab.models.")
-    assert (tmp_path / "test_results.json").exists() or any(tmp_path.rglob("*.json"))
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "finished" and record["steps"] == 2
+    assert math.isfinite(record["metrics"]["val/psnr"]["best"])
+    assert math.isfinite(record["test"]["test/psnr"])  # the best checkpoint was tested
 
 
 def test_fine_tuning_builds_the_network_of_the_weights(tmp_path: Path) -> None:

@@ -22,7 +22,6 @@ from srlab.models import EDSR
 RECIPES = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 SHRINK = {
     "edsr": ["model.net.num_block=2", "model.net.num_feat=16"],
-    "rrdb": ["model.net.num_block=1", "model.net.num_feat=16", "model.net.num_grow_ch=8"],
     # ESRGAN: tiny networks, a 128-px patch (the VGG discriminator's input), no VGG download.
     "esrgan": [
         "model.net.num_block=1",
