@@ -23,6 +23,8 @@ from srlab.data.datasets import (
     list_pairs,
     load_pair,
 )
+from srlab.data.degradations import RealESRGANDegradation, WithDegradationParams
+from srlab.data.degradations.preview import DegradationPreview
 from srlab.data.sampling import TrainSampler
 from srlab.data.validation import check_pairs, drop_bad_pairs
 from srlab.errors import ConfigError
@@ -81,6 +83,12 @@ class SRDataModule(L.LightningDataModule):
         eval_crop: validate and test on the centre ``eval_crop`` HR pixels of each image
             (``debug=fast``: a smoke run of a large network in seconds); None: whole images,
             as the papers score them.
+        degradation: make training LR from the HR patches by Real-ESRGAN's degradation model
+            (``data/degradation=realesrgan``: its settings, see
+            :mod:`srlab.data.degradations`), on the training device after each batch is
+            transferred (:meth:`on_after_batch_transfer`), with per-sample parameters drawn
+            from each patch's seed; the target becomes the sharpened HR when the settings say
+            so. None: the LR of the files or MATLAB bicubic. Validation and test are unchanged.
     """
 
     def __init__(
@@ -107,6 +115,7 @@ class SRDataModule(L.LightningDataModule):
         on_bad_image: str = "error",
         seed: int | None = None,
         eval_crop: int | None = None,
+        degradation: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -130,6 +139,8 @@ class SRDataModule(L.LightningDataModule):
         self.seed = seed
         self.eval_crop = eval_crop
         self._resume_position: tuple[int, int] | None = None
+        self.degradation = None if degradation is None else RealESRGANDegradation(degradation)
+        self._preview: DegradationPreview | None = None
 
     @classmethod
     def from_folder(
@@ -303,6 +314,8 @@ class SRDataModule(L.LightningDataModule):
         dataset = (
             MultiScaleDataset(datasets) if len(datasets) > 1 else datasets[self.train_scales[0]]
         )
+        if self.degradation is not None:
+            dataset = WithDegradationParams(dataset, self.degradation)
         trainer = self.trainer
         sampler = TrainSampler(
             len(dataset),
@@ -319,6 +332,29 @@ class SRDataModule(L.LightningDataModule):
         return self._loader(
             dataset, batch_size=self.per_rank_batch_size(), sampler=sampler, drop_last=True
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Degrade a training batch on its device (with ``degradation``): ``lr`` becomes the
+        degraded HR patches, ``hr`` the target; the first batch after each validation is kept
+        for the task to log (:meth:`take_degradation_preview`)."""
+        if self.degradation is None or not isinstance(batch, dict) or "degradation" not in batch:
+            return batch
+        params = batch.pop("degradation")
+        scale = int(batch["scale"][0]) if "scale" in batch else self.scale
+        hr = batch["hr"]
+        batch["lr"], batch["hr"] = self.degradation(hr, params, scale)
+        if self._preview is None:
+            step = self.trainer.global_step if self.trainer is not None else 0
+            self._preview = DegradationPreview.of_batch(
+                batch["lr"], hr, params, batch["name"], step
+            )
+        return batch
+
+    def take_degradation_preview(self) -> DegradationPreview | None:
+        """The first degraded training batch since the last call (None without degradation
+        or before any), so that each validation logs the batch that followed the previous one."""
+        preview, self._preview = self._preview, None
+        return preview
 
     def state_dict(self) -> dict[str, Any]:
         """Where training is in the data: the epoch and how many batches of it were trained.

@@ -22,6 +22,7 @@ from srlab.errors import ConfigError, NonFiniteLossError, NonFiniteWeightsError
 from srlab.imaging.imresize import imresize
 from srlab.imaging.io import write_image
 from srlab.metrics import PSNRY, SSIMY, quantize
+from srlab.metrics.perceptual import PerceptualMetrics
 from srlab.models.channels import super_resolve
 from srlab.models.complexity import summary
 from srlab.runtime.checkpoints import DIVERGENCE_CAUSES, describe_newest, nonfinite_values
@@ -130,6 +131,8 @@ class SRTask(L.LightningModule):
         self.macs_per_lr_pixel: float | None = None
         self._batch_lr_pixels: int | None = None
         self.evaluation = EvalOptions()
+        self.perceptual = PerceptualMetrics()
+        self._scorers: dict[str, nn.Module] | None = None
         #: Per-image scores of the latest test: ``{set: {image: {"psnr": ..., "ssim": ...}}}``.
         self.image_scores: dict[str, dict[str, dict[str, float]]] = {}
         #: Per-image rows of the latest validation and test, for W&B tables.
@@ -145,6 +148,13 @@ class SRTask(L.LightningModule):
         """Score validation and test with ``options`` (protocol, LR input, tiling, ensemble);
         call before the Trainer sets the task up."""
         self.evaluation = options
+
+    def configure_metrics(self, perceptual: PerceptualMetrics) -> None:
+        """Score validation and test with these perceptual metrics too (``metrics.*``: LPIPS,
+        DISTS, NIQE), logged as ``<stage>/<Set>/<name>``; call before the Trainer sets the
+        task up. Their networks are built once, at set-up, and shared by every set."""
+        self.perceptual = perceptual
+        self._scorers = None
 
     def forward(self, lr: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         """Super-resolve an LR batch [B, C, h, w] in [0, 1] (C = 1 or 3), at ``scale``
@@ -187,6 +197,8 @@ class SRTask(L.LightningModule):
         (:meth:`apply_speed_settings`)."""
         datamodule = self.trainer.datamodule
         self.set_names = {"val": datamodule.val_set_names, "test": datamodule.test_set_names}
+        if self._scorers is None:
+            self._scorers = self.perceptual.scorers()
         for split, names in self.set_names.items():
             if split in self.metrics:
                 continue
@@ -200,7 +212,11 @@ class SRTask(L.LightningModule):
                 {
                     # No compute groups: each metric keeps its own per-image scores.
                     key: MetricCollection(
-                        {"psnr": PSNRY(**protocol), "ssim": SSIMY(**protocol)},
+                        {
+                            "psnr": PSNRY(**protocol),
+                            "ssim": SSIMY(**protocol),
+                            **PerceptualMetrics.metrics(self._scorers),
+                        },
                         compute_groups=False,
                     )
                     for name in names
@@ -325,6 +341,7 @@ class SRTask(L.LightningModule):
         if not self.trainer.sanity_checking:
             self._bicubic_logged = True
             self._flush_panels()
+            self._log_degraded_batch()
         self._panels.clear()
 
     def on_train_end(self) -> None:
@@ -367,8 +384,7 @@ class SRTask(L.LightningModule):
         if stage == "test":
             scores = metrics[set_name]
             self.image_scores[set_name][batch["name"][0]] = {
-                "psnr": float(scores["psnr"].last_scores[0]),
-                "ssim": float(scores["ssim"].last_scores[0]),
+                name: float(metric.last_scores[0]) for name, metric in scores.items()
             }
             if options.save_dir is not None:
                 save_image(sr, Path(options.save_dir) / set_name / f"{batch['name'][0]}.png")
@@ -421,17 +437,41 @@ class SRTask(L.LightningModule):
             # it in W&B at the step it scored, as its images and checkpoint names are.
             self.log(STEP_METRIC, float(self.global_step), add_dataloader_idx=False)
 
+    def _image_folder(self, step: int) -> Path:
+        folder = Path(self.trainer.default_root_dir) / "images" / "val" / f"step_{step:07d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     def _flush_panels(self) -> None:
         if not self._panels:
             return
         step = self.global_step
-        folder = Path(self.trainer.default_root_dir) / "images" / "val" / f"step_{step:07d}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = self._image_folder(step)
         for set_name, image_name, panel in self._panels:
-            write_image(folder / f"{set_name}_{image_name}.png", panel)
             # One key per image, so that W&B shows each image's history on a step slider.
             key = f"val/{set_name}/images/{image_name}"
-            log_images(self.loggers, key, [panel], ["bicubic | SR | HR"], step)
+            self._log_picture(
+                folder / f"{set_name}_{image_name}.png", key, panel, "bicubic | SR | HR"
+            )
+
+    def _log_picture(self, path: Path, key: str, picture: np.ndarray, caption: str) -> None:
+        write_image(path, picture)
+        log_images(self.loggers, key, [picture], [caption], self.global_step)
+
+    def _log_degraded_batch(self) -> None:
+        """With ``data.degradation``: the degraded LR of the first training batch since the
+        previous validation beside its HR (``train/degraded``, PNG ``train_degraded.png``) and
+        its drawn parameters (W&B table ``train/degradation_params``, ``train_degraded.csv``)."""
+        take = getattr(self.trainer.datamodule, "take_degradation_preview", None)
+        preview = take() if take is not None else None
+        if preview is None or self.global_rank != 0:
+            return
+        folder = self._image_folder(self.global_step)
+        self._log_picture(
+            folder / "train_degraded.png", "train/degraded", preview.picture(), preview.caption
+        )
+        preview.write_csv(folder / "train_degraded.csv")
+        preview.log_table(self.loggers, "train/degradation_params", self.global_step)
 
 
 def _lr_pixels(batch: dict) -> int:
