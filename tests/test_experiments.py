@@ -1,7 +1,7 @@
 """Every paper recipe in conf/experiment/ composes and trains a few steps (debug=fast).
 
 The data root is laid out as the catalog expects, with links to the shared reference images
-(T91, General-100, two DIV2K images, Set5, Set14). EDSR and RRDBNet are shrunk to a few
+(T91, General-100, two DIV2K images, Set5, Set14, BSD100). EDSR and RRDBNet are shrunk to a few
 blocks so that a CPU runs them in seconds; their full sizes are tested in test_configs and
 test_rrdbnet.
 """
@@ -46,6 +46,7 @@ def data_root(shared_data: Path, tmp_path_factory) -> Path:
         "DIV2K/DIV2K_train_HR": shared_data / "train" / "DIV2K_train_subset" / "HR",
         "Set5": shared_data / "benchmarks" / "Set5",
         "Set14": shared_data / "benchmarks" / "Set14",
+        "BSD100": shared_data / "benchmarks" / "BSD100",
     }
     for name, target in links.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
