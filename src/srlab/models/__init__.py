@@ -9,6 +9,7 @@ from srlab.models.bicubic import Bicubic
 from srlab.models.common import MeanShift, ResidualBlockNoBN, Upsample, conv3x3
 from srlab.models.complexity import NetworkComplexity, summary
 from srlab.models.edsr import EDSR
+from srlab.models.espcn import ESPCN
 from srlab.models.fsrcnn import FSRCNN
 from srlab.models.residual import BicubicResidual
 from srlab.models.rrdbnet import RRDBNet
@@ -18,6 +19,7 @@ from srlab.models.vdsr import VDSR
 __all__ = [
     "Bicubic",
     "EDSR",
+    "ESPCN",
     "FSRCNN",
     "SRCNN",
     "VDSR",
