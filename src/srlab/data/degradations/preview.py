@@ -63,10 +63,16 @@ class DegradationPreview:
 
     @classmethod
     def of_batch(
-        cls, lr: torch.Tensor, hr: torch.Tensor, params: dict, names: list[str], step: int
+        cls,
+        lr: torch.Tensor,
+        hr: torch.Tensor,
+        params: dict,
+        names: list[str],
+        step: int,
+        limit: int | None = MAX_PREVIEW,
     ) -> DegradationPreview:
-        """Keep the first :data:`MAX_PREVIEW` samples of a batch, copied to the CPU."""
-        n = min(MAX_PREVIEW, lr.shape[0])
+        """Keep the first ``limit`` samples of a batch (None: all), copied to the CPU."""
+        n = lr.shape[0] if limit is None else min(limit, lr.shape[0])
         return cls(
             lr=lr[:n].detach().float().cpu(),
             hr=hr[:n].detach().float().cpu(),
