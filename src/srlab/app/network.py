@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
+from srlab import zoo
 from srlab.errors import ConfigError
 from srlab.models.community import DetectedNetwork, check_precision, detect_network
 from srlab.runtime.config_check import check_targets
@@ -96,7 +97,7 @@ def build_network(cfg: DictConfig) -> Network:
         ConfigError: neither a model nor a self-describing checkpoint; a scale that
             contradicts the checkpoint's; a network with weights to learn but no weights.
     """
-    ckpt_path = cfg.get("ckpt_path")
+    ckpt_path = zoo.resolve(cfg.get("ckpt_path")) if cfg.get("ckpt_path") else None
     stored = stored_model(ckpt_path) if ckpt_path else None
     if cfg.get("model") is None:
         if stored is None and ckpt_path:

@@ -108,6 +108,11 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, task_runs: Path) 
     """
     if not ckpt_path:
         return None
+    if str(ckpt_path).startswith("zoo:"):
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} resumes a training run, and a zoo entry holds weights, not "
+            f"a run's state: fine-tune it with model.pretrained={ckpt_path}"
+        )
     if ckpt_path != "last":
         if not Path(ckpt_path).is_file():
             raise ConfigError(

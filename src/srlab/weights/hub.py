@@ -113,10 +113,11 @@ def download_weights(
 def resolve_source(
     source: str | Path, sha256: str | None = None, cache_dir: str | Path | None = None
 ) -> Path:
-    """The local file for ``source``: a URL is downloaded (once), a path is checked to exist.
+    """The local file for ``source``: a URL is downloaded (once), a path is checked to exist,
+    ``zoo:<name>`` is the weights file of that entry of srlab's model zoo (:mod:`srlab.zoo`).
 
     Args:
-        source: Local path, or ``http(s)://`` URL.
+        source: Local path, ``http(s)://`` URL or ``zoo:<name>``.
         sha256: Expected SHA-256 of the file, verified for local files too.
         cache_dir: Cache folder for URLs; default :func:`default_cache_dir`.
 
@@ -128,6 +129,9 @@ def resolve_source(
         FetchError: If a URL cannot be downloaded or fails verification
             (:func:`download_weights`).
     """
+    from srlab import zoo
+
+    source = zoo.resolve(source)
     if is_url(source):
         return download_weights(str(source), sha256=sha256, cache_dir=cache_dir)
     path = Path(source).expanduser()
