@@ -152,7 +152,8 @@ def degradation_config(spec: Mapping[str, Any] | DegradationConfig | None) -> De
     elif isinstance(spec, str):
         raise ConfigError(
             f"data.degradation={spec!r} is a string: select the config group instead, "
-            f"data/degradation={spec} (conf/data/degradation/{spec}.yaml), or null for bicubic LR"
+            f"data/degradation={spec} (conf/data/degradation/{spec}.yaml); ~data/degradation "
+            "removes it (bicubic or file LR)"
         )
     else:
         spec = dict(spec)
