@@ -23,6 +23,13 @@ overrides over the real training config (``conf/train.yaml``) and measures, in o
    on a ``bench.infer_size`` square LR image, whole and tiled (``bench.tile``,
    ``bench.tile_overlap``), alternating in ``bench.infer_rounds`` rounds (medians, and the
    ratio tiled/whole per round), in the precision and layout of the fastest setting.
+6. **Degradation pipeline** (patches/s): Real-ESRGAN's degradation model
+   (:mod:`srlab.data.degradations`; ``data.degradation`` when set, else its defaults) on one
+   synthetic HR batch of the configured size on the training device, alternating with the fp32
+   eager training step in ``bench.degrade_rounds`` rounds; the table prints the degradation's
+   cost as a share of a step (step time / degradation time inverted: the target is < 10 % of an
+   RRDB x4 step, ``model=rrdb scale=4``). ``bench.degradation_only=true`` runs this section
+   alone.
 
 Defaults (each applies unless the command line names its key): EDSR-baseline x2, batch 16,
 LR patch 48 (HR 96), no logger, and the training config's default data, the photos bundled
@@ -65,6 +72,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader, Dataset
 
 from srlab.data.datamodule import usable_cpus
+from srlab.data.degradations import RealESRGANDegradation, sample_seed, stack_params
 from srlab.errors import ConfigError
 from srlab.imaging.predict import autocast_dtype, make_predictor, resolve_device
 from srlab.runtime.config_check import check_targets
@@ -96,6 +104,9 @@ BENCH_DEFAULTS: dict[str, Any] = {
     "infer_rounds": 3,  # rounds alternating tiled and whole inference
     "tile": 128,  # LR tile side of tiled inference
     "tile_overlap": 16,  # LR pixels of context per tile side
+    # Rounds alternating the degradation pipeline (one batch) with the fp32 eager step; 0: skip.
+    "degrade_rounds": 3,
+    "degradation_only": False,  # true: only the degradation section (and its step rounds)
 }
 
 #: The training config's defaults for this benchmark, overridden by the command line.
@@ -554,6 +565,86 @@ def measure_inference(
     return results
 
 
+def measure_degradation(
+    cfg: DictConfig, rounds: int, warmup: int, steps: int
+) -> dict[str, list[float]]:
+    """Patches per second of the degradation pipeline on one synthetic HR batch (fresh
+    parameters each round, drawn outside the timing, as loader workers draw them) and of the
+    fp32 eager training step, alternating in ``rounds`` rounds (ABBA order); per round each,
+    and the degradation's cost as a share of the step (step rate / degradation rate)."""
+    device = benchmark_device(cfg)
+    spec = OmegaConf.select(cfg, "data.degradation")
+    degrade = RealESRGANDegradation(
+        None if spec is None else OmegaConf.to_container(spec, resolve=True)
+    )
+    data = synthetic_data(cfg, warmup + steps)
+    hr = data.batch["hr"].to(device)
+    size = hr.shape[0]
+
+    def params(round_index: int) -> dict[str, torch.Tensor]:
+        seeds = range(round_index * size, (round_index + 1) * size)
+        return stack_params([degrade.draw(sample_seed(seed)) for seed in seeds])
+
+    degrade(hr, params(rounds), cfg.scale)  # untimed: first-call kernel selection
+    setting = StepSetting.parse("fp32_eager")
+    task = build_task(cfg, setting)
+    result: dict[str, list[float]] = {"degrade": [], "step": [], "cost": []}
+    for index in range(rounds):
+        rates = {}
+        for name in ("degrade", "step") if index % 2 == 0 else ("step", "degrade"):
+            if name == "step":
+                timing = Timing()
+                timed_fit(cfg, setting, task, data, warmup, steps, timing)
+                rates[name] = timing.patches_per_s(cfg.data.batch_size)
+                continue
+            drawn = params(index)
+            start = time.perf_counter()
+            degrade(hr, drawn, cfg.scale)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            rates[name] = size / (time.perf_counter() - start)
+        result["degrade"].append(rates["degrade"])
+        result["step"].append(rates["step"])
+        result["cost"].append(rates["step"] / rates["degrade"])
+    return result
+
+
+def degradation_results(cfg: DictConfig) -> dict[str, Any]:
+    """The degradation section's flat results (``degradation_*`` keys)."""
+    bench = cfg.bench
+    measured = measure_degradation(cfg, bench.degrade_rounds, bench.warmup, bench.steps)
+    return {
+        "degradation_patches_per_s_rounds": measured["degrade"],
+        "degradation_step_patches_per_s_rounds": measured["step"],
+        "degradation_cost_ratios": measured["cost"],
+        "degradation_patches_per_s": statistics.median(measured["degrade"]),
+        "degradation_step_patches_per_s": statistics.median(measured["step"]),
+        "degradation_cost_ratio": statistics.median(measured["cost"]),
+    }
+
+
+def degradation_row(results: dict[str, Any]) -> tuple[str, str, str, str]:
+    """The table row of the degradation section."""
+    rounds = ", ".join(f"{r:.1%}" for r in results["degradation_cost_ratios"])
+    return (
+        "degradation pipeline (Real-ESRGAN, one batch)",
+        "on the training device",
+        f"{results['degradation_patches_per_s']:.1f} patches/s",
+        f"{results['degradation_cost_ratio']:.1%} of an fp32 eager training step "
+        f"({results['degradation_step_patches_per_s']:.2f} patches/s) timed alternately "
+        f"(median; rounds: {rounds})",
+    )
+
+
+def _header(results: dict[str, Any]) -> str:
+    return (
+        f"Throughput of {results['model']} x{results['scale']}, batch {results['batch_size']}, "
+        f"LR patch {results['lr_patch']}; {results['torch_threads']} torch threads, "
+        f"{results['usable_cpus']} usable CPUs; load average "
+        f"{results['loadavg_before'][0]:.2f} before, {results['loadavg_after'][0]:.2f} after."
+    )
+
+
 # -- the benchmark ------------------------------------------------------------------------
 
 
@@ -578,6 +669,10 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
         "step_settings": names,
         "step_settings_note": note,
     }
+    if bench.degradation_only:
+        results.update(degradation_results(cfg))
+        results["loadavg_after"] = list(os.getloadavg())
+        return results
 
     decode = measure_loader(cfg, cache=False, batches=bench.decode_batches)
     cached = measure_loader(cfg, cache=True, batches=bench.loader_batches)
@@ -618,13 +713,27 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     ]
     results["infer_tiled_ratio"] = statistics.median(results["infer_tiled_ratios"])
     results["infer_tile"], results["infer_tile_overlap"] = bench.tile, bench.tile_overlap
+    if bench.degrade_rounds > 0:
+        results.update(degradation_results(cfg))
     results["loadavg_after"] = list(os.getloadavg())
     return results
 
 
 def done_when(results: dict[str, Any]) -> list[tuple[str, float, float]]:
     """The issue's targets: (what, measured ratio, required ratio)."""
-    return [
+    degradation = []
+    if "degradation_cost_ratio" in results:
+        degradation = [
+            (
+                "training step time / degradation time (fp32 eager, median; >= 10: the "
+                "degradation costs < 10 % of a step)",
+                1.0 / results["degradation_cost_ratio"],
+                10.0,
+            )
+        ]
+    if "step_best_patches_per_s" not in results:  # bench.degradation_only
+        return degradation
+    return degradation + [
         (
             "cached loader / decoding loader",
             results["loader_cached_patches_per_s"] / results["loader_decode_patches_per_s"],
@@ -656,6 +765,8 @@ def done_when(results: dict[str, Any]) -> list[tuple[str, float, float]]:
 
 def markdown_table(results: dict[str, Any]) -> str:
     """The results as a markdown table, then the targets and the conditions."""
+    if "step_best_patches_per_s" not in results:  # bench.degradation_only
+        return degradation_table(results)
     reference = results["step_fp32_eager_patches_per_s"]
     best = results["step_best_setting"]
     count = results["loader_workers"]
@@ -728,11 +839,10 @@ def markdown_table(results: dict[str, Any]) -> str:
                 memory,
             )
         )
+    if "degradation_cost_ratio" in results:
+        rows.append(degradation_row(results))
     lines = [
-        f"Throughput of {results['model']} x{results['scale']}, batch {results['batch_size']}, "
-        f"LR patch {results['lr_patch']}; {results['torch_threads']} torch threads, "
-        f"{results['usable_cpus']} usable CPUs; load average "
-        f"{results['loadavg_before'][0]:.2f} before, {results['loadavg_after'][0]:.2f} after.",
+        _header(results),
         "",
         "| section | setting | throughput | notes |",
         "|---|---|---:|---|",
@@ -747,6 +857,25 @@ def markdown_table(results: dict[str, Any]) -> str:
     ]
     if results["step_settings_note"]:
         lines += ["", results["step_settings_note"]]
+    return "\n".join(lines) + "\n"
+
+
+def degradation_table(results: dict[str, Any]) -> str:
+    """The table of ``bench.degradation_only``: the degradation row and its target."""
+    lines = [
+        _header(results),
+        "",
+        "| section | setting | throughput | notes |",
+        "|---|---|---:|---|",
+        f"| {' | '.join(degradation_row(results))} |",
+        "",
+        "| target | measured | required | met |",
+        "|---|---:|---:|---|",
+        *(
+            f"| {what} | {ratio:.2f} | >= {required:g} | {'yes' if ratio >= required else 'no'} |"
+            for what, ratio, required in done_when(results)
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
