@@ -23,7 +23,7 @@ from srlab.data.degradations.config import DegradationConfig, degradation_config
 from srlab.data.degradations.jpeg import jpeg
 from srlab.data.degradations.kernels import blur, make_kernels, pulse
 from srlab.data.degradations.noise import add_noise
-from srlab.data.degradations.params import draw_params, stack_params
+from srlab.data.degradations.params import SINC, draw_params, stack_params
 from srlab.data.degradations.resize import resize, scaled_size
 from srlab.data.degradations.sharpen import usm_sharpen
 
@@ -99,7 +99,7 @@ class RealESRGANDegradation:
     def _final_sinc(self, params: Params, device: torch.device) -> torch.Tensor:
         none = torch.zeros_like(params["final_omega"])
         kernels = make_kernels(
-            torch.full_like(params["final_ksize"], 6),  # sinc
+            torch.full_like(params["final_ksize"], SINC),
             params["final_ksize"],
             none,
             none,
