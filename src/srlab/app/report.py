@@ -10,13 +10,22 @@ from lightning.pytorch.loggers import WandbLogger
 from rich.console import Console
 from rich.table import Table
 
+from srlab.metrics.perceptual import FULL_REFERENCE, NO_REFERENCE
 from srlab.tracking import offline_run_dir
 
 
 def metrics_table(metrics: Mapping[str, float], set_names: Sequence[str], stage: str) -> Table:
-    """A table of ``<stage>/<Set>/{psnr,ssim}`` beside ``..._bicubic``, one row per set."""
+    """A table of ``<stage>/<Set>/{psnr,ssim}`` beside ``..._bicubic``, one row per set, and
+    the perceptual metrics that were scored (``lpips``, ``dists``, ``niqe``: SR, then bicubic)."""
     table = Table(title=f"{stage} metrics (Y channel, border shaved)")
-    for column in ("set", "PSNR", "SSIM", "bicubic PSNR", "bicubic SSIM", "gain (dB)"):
+    perceptual = [
+        name
+        for name in (*FULL_REFERENCE, *NO_REFERENCE)
+        if any(f"{stage}/{s}/{name}" in metrics for s in set_names)
+    ]
+    columns = ["set", "PSNR", "SSIM", "bicubic PSNR", "bicubic SSIM", "gain (dB)"]
+    columns += [f"{label} {name.upper()}" for name in perceptual for label in ("SR", "bicubic")]
+    for column in columns:
         table.add_column(column, justify="left" if column == "set" else "right")
     for name in set_names:
         psnr = metrics.get(f"{stage}/{name}/psnr")
@@ -24,6 +33,11 @@ def metrics_table(metrics: Mapping[str, float], set_names: Sequence[str], stage:
         psnr_bic = metrics.get(f"{stage}/{name}/psnr_bicubic")
         ssim_bic = metrics.get(f"{stage}/{name}/ssim_bicubic")
         gain = None if psnr is None or psnr_bic is None else psnr - psnr_bic
+        extra = [
+            _fmt(metrics.get(f"{stage}/{name}/{metric}{suffix}"), ".4f")
+            for metric in perceptual
+            for suffix in ("", "_bicubic")
+        ]
         table.add_row(
             name,
             _fmt(psnr, ".2f"),
@@ -31,6 +45,7 @@ def metrics_table(metrics: Mapping[str, float], set_names: Sequence[str], stage:
             _fmt(psnr_bic, ".2f"),
             _fmt(ssim_bic, ".4f"),
             _fmt(gain, "+.2f"),
+            *extra,
         )
     return table
 

@@ -24,6 +24,7 @@ from srlab.app.network import resolve_auto_net
 from srlab.app.report import print_summary
 from srlab.data import SRDataModule
 from srlab.errors import ConfigError, SRLabError
+from srlab.metrics.perceptual import PerceptualMetrics
 from srlab.models import NetworkComplexity, summary
 from srlab.models.community import check_precision
 from srlab.runtime.checkpoints import (
@@ -130,6 +131,8 @@ def build(
         )
     model: L.LightningModule = _instantiate_user_config(cfg.model, "model")
     _check_scale(cfg, model, datamodule)
+    # Perceptual metrics (metrics.perceptual): their weights load now, before any download.
+    model.configure_metrics(PerceptualMetrics.from_config(cfg.get("metrics")))
     check_precision(
         model.net, cfg.trainer.get("precision"), "trainer.precision", "bf16-mixed or 32-true"
     )

@@ -6,6 +6,8 @@
   parameter names, so its ImageNet weights load as they are).
 - Adversarial: :class:`AdversarialLoss` (``ragan``, ``vanilla``, ``lsgan``, ``hinge``,
   ``wgan-gp``) and the functions behind it.
+- Perceptual metrics as losses: :class:`LPIPSLoss`, :class:`DISTSLoss`; :class:`WeightedLoss`
+  sums weighted terms (L1 + LPIPS for a regression model).
 """
 
 from srlab.losses.adversarial import (
@@ -15,6 +17,7 @@ from srlab.losses.adversarial import (
     ragan_discriminator_loss,
     ragan_generator_loss,
 )
+from srlab.losses.metric_losses import DISTSLoss, LPIPSLoss, WeightedLoss
 from srlab.losses.perceptual import PerceptualLoss
 from srlab.losses.pixel import CharbonnierLoss
 from srlab.losses.vgg import (
@@ -30,8 +33,11 @@ __all__ = [
     "VGG19_LAYER_NAMES",
     "AdversarialLoss",
     "CharbonnierLoss",
+    "DISTSLoss",
+    "LPIPSLoss",
     "PerceptualLoss",
     "VGG19Features",
+    "WeightedLoss",
     "gradient_penalty",
     "load_torchvision_vgg19",
     "ragan_discriminator_loss",

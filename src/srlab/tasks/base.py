@@ -22,6 +22,7 @@ from srlab.errors import ConfigError, NonFiniteLossError, NonFiniteWeightsError
 from srlab.imaging.imresize import imresize
 from srlab.imaging.io import write_image
 from srlab.metrics import PSNRY, SSIMY, quantize
+from srlab.metrics.perceptual import PerceptualMetrics
 from srlab.models.channels import super_resolve
 from srlab.models.complexity import summary
 from srlab.runtime.checkpoints import DIVERGENCE_CAUSES, describe_newest, nonfinite_values
@@ -130,6 +131,8 @@ class SRTask(L.LightningModule):
         self.macs_per_lr_pixel: float | None = None
         self._batch_lr_pixels: int | None = None
         self.evaluation = EvalOptions()
+        self.perceptual = PerceptualMetrics()
+        self._scorers: dict[str, nn.Module] | None = None
         #: Per-image scores of the latest test: ``{set: {image: {"psnr": ..., "ssim": ...}}}``.
         self.image_scores: dict[str, dict[str, dict[str, float]]] = {}
         #: Per-image rows of the latest validation and test, for W&B tables.
@@ -145,6 +148,14 @@ class SRTask(L.LightningModule):
         """Score validation and test with ``options`` (protocol, LR input, tiling, ensemble);
         call before the Trainer sets the task up."""
         self.evaluation = options
+
+    def configure_metrics(self, perceptual: PerceptualMetrics) -> None:
+        """Score validation and test with these perceptual metrics too (``metrics.*``: LPIPS,
+        DISTS, NIQE), logged as ``<stage>/<Set>/<name>``; call before the Trainer sets the
+        task up. Their networks are built (and their weights loaded) now, so a missing
+        weights file fails before anything runs, and shared by every set."""
+        self.perceptual = perceptual
+        self._scorers = perceptual.scorers()
 
     def forward(self, lr: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         """Super-resolve an LR batch [B, C, h, w] in [0, 1] (C = 1 or 3), at ``scale``
@@ -187,6 +198,8 @@ class SRTask(L.LightningModule):
         (:meth:`apply_speed_settings`)."""
         datamodule = self.trainer.datamodule
         self.set_names = {"val": datamodule.val_set_names, "test": datamodule.test_set_names}
+        if self._scorers is None:
+            self._scorers = self.perceptual.scorers()
         for split, names in self.set_names.items():
             if split in self.metrics:
                 continue
@@ -200,7 +213,11 @@ class SRTask(L.LightningModule):
                 {
                     # No compute groups: each metric keeps its own per-image scores.
                     key: MetricCollection(
-                        {"psnr": PSNRY(**protocol), "ssim": SSIMY(**protocol)},
+                        {
+                            "psnr": PSNRY(**protocol),
+                            "ssim": SSIMY(**protocol),
+                            **PerceptualMetrics.metrics(self._scorers),
+                        },
                         compute_groups=False,
                     )
                     for name in names
@@ -368,8 +385,7 @@ class SRTask(L.LightningModule):
         if stage == "test":
             scores = metrics[set_name]
             self.image_scores[set_name][batch["name"][0]] = {
-                "psnr": float(scores["psnr"].last_scores[0]),
-                "ssim": float(scores["ssim"].last_scores[0]),
+                name: float(metric.last_scores[0]) for name, metric in scores.items()
             }
             if options.save_dir is not None:
                 save_image(sr, Path(options.save_dir) / set_name / f"{batch['name'][0]}.png")
