@@ -306,6 +306,25 @@ def test_eval_logs_perceptual_metrics_per_set(shared_data: Path, tmp_path: Path)
     assert "LPIPS" in (tmp_path / "results.md").read_text()
 
 
+def test_folder_scoring_adds_the_perceptual_metrics(tmp_path: Path) -> None:
+    hr_dir, sr_dir = tmp_path / "hr", tmp_path / "sr"
+    hr_dir.mkdir()
+    sr_dir.mkdir()
+    generator = torch.Generator().manual_seed(1)
+    hr = torch.rand(1, 3, 64, 64, generator=generator)
+    sr = (hr + 0.05 * torch.randn(hr.shape, generator=generator)).clamp(0, 1)
+    for folder, name, image in ((hr_dir, "img.png", hr), (sr_dir, "img_x2_SR.png", sr)):
+        write_image(folder / name, (image[0] * 255).round().byte().permute(1, 2, 0).numpy())
+    results = evaluate(
+        _eval_cfg(tmp_path / "out", [f"sr_dir={sr_dir}", f"hr_dir={hr_dir}", "scale=2",
+                                     "metrics.perceptual=[lpips_vgg]"])
+    )  # fmt: skip
+    assert results["metrics"] == ["psnr", "ssim", "lpips_vgg"]
+    scorer = LPIPS("vgg", backbone=None, allow_random_weights=True)  # the same seeded trunk
+    expected = scorer((sr * 255).round() / 255, (hr * 255).round() / 255).item()
+    assert results["datasets"]["hr"]["lpips_vgg"] == pytest.approx(expected, abs=1e-6)
+
+
 def _lr_folder(folder: Path, shared_data: Path) -> Path:
     folder.mkdir()
     for name in ("baby", "bird"):
