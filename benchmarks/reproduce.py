@@ -133,10 +133,13 @@ def _evaluate(name: str, data_root: Path, overrides: list[str]) -> dict[str, Any
     }
 
 
-def package(run_dir: Path, name: str, data_root: Path, threads: str | None) -> Path:
+def package(
+    run_dir: Path, name: str, data_root: Path, threads: str | None, note: str | None = None
+) -> Path:
     """Export ``run_dir``'s final weights as zoo entry ``name`` and write its record.
 
-    ``threads``: the ``OMP_NUM_THREADS`` the run had (a run does not record it).
+    ``threads``: the ``OMP_NUM_THREADS`` the run had, and ``note`` what else the machine ran
+    meanwhile (a run records neither).
     """
     from omegaconf import OmegaConf
 
@@ -173,6 +176,7 @@ def package(run_dir: Path, name: str, data_root: Path, threads: str | None) -> P
         "machine": {
             "cpu": _cpu_model(),
             "threads": threads or "not recorded",
+            "note": note or "",
             "python": platform.python_version(),
         },
         "data": {
@@ -209,8 +213,8 @@ def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def report() -> str:
-    """``benchmarks/reproduce.md`` and the curve image, from every record in the zoo."""
+def report_text() -> str:
+    """The text of ``benchmarks/reproduce.md``, from every record in the zoo."""
     from srlab.zoo import entries
 
     zoo = entries()
@@ -235,7 +239,8 @@ def report() -> str:
             f"- Run: {r['steps']:,} steps in {r['wall_time_s']:.0f} s ({hours:.2f} h), "
             f"{_fmt(r['patches_per_s'], 0)} patches/s median "
             f"({r['data']['batch_size']} patches of {r['data']['patch_size']} HR px per step) "
-            f"on {r['machine']['cpu']}, {r['machine']['threads']} thread(s)",
+            f"on {r['machine']['cpu']}, {r['machine']['threads']} thread(s)"
+            + (f"; {r['machine']['note']}" if r["machine"].get("note") else ""),
             "- Data: "
             + ", ".join(f"{k} ({v['images']} images)" for k, v in r["data"]["train"].items()),
             f"- Commit: {r['git_commit']}" + (" (uncommitted changes)" if r["git_dirty"] else ""),
@@ -257,11 +262,16 @@ def report() -> str:
             )
         lines.append("")
     lines += ["## Validation curves", "", f"![validation PSNR]({CURVES.name})", ""]
-    _plot(zoo)
-    text = "\n".join(lines)
-    REPORT.write_text(text)
+    return "\n".join(lines)
+
+
+def report() -> None:
+    """Write ``benchmarks/reproduce.md`` and the curve image from the zoo's records."""
+    from srlab.zoo import entries
+
+    REPORT.write_text(report_text())
+    _plot(entries())
     print(f"wrote {REPORT} and {CURVES}")
-    return text
 
 
 def _plot(zoo: dict) -> None:
@@ -298,10 +308,13 @@ def main() -> None:
     pack.add_argument("--name", required=True, help="the entry's name, e.g. fsrcnn_x2")
     pack.add_argument("--data-root", type=Path, required=True, help="the run's data.root")
     pack.add_argument("--threads", help="the OMP_NUM_THREADS the run had, for the record")
+    pack.add_argument("--note", help="what else ran on the machine meanwhile, for the record")
     commands.add_parser("report", help="write benchmarks/reproduce.md from the zoo's records")
     args = parser.parse_args()
     if args.command == "package":
-        package(args.run_dir.resolve(), args.name, args.data_root.resolve(), args.threads)
+        package(
+            args.run_dir.resolve(), args.name, args.data_root.resolve(), args.threads, args.note
+        )
     else:
         report()
 
