@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from srlab.weights import PretrainedError, read_state_dict
+from srlab.weights.torchvision_features import load_torchvision_features
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -156,30 +156,7 @@ def load_torchvision_vgg19(vgg: VGG19Features, path: str | Path) -> None:
         PretrainedError: If the file cannot be read, or its keys or shapes are not those of
             torchvision's VGG19 (the message lists the differences).
     """
-    state, where = read_state_dict(path)
-    features = {k: v for k, v in state.items() if k.startswith("features.")}
-    others = sorted(k for k in state if not k.startswith(("features.", "classifier.")))
-    target = vgg.state_dict()
-    missing = sorted(set(target) - set(features))
-    unexpected = sorted(set(features) - set(target)) + others
-    wrong = [
-        f"{k}: expected {list(target[k].shape)}, found {list(v.shape)}"
-        for k, v in features.items()
-        if k in target and v.shape != target[k].shape
-    ]
-    if missing or unexpected or wrong:
-        details = [
-            *(f"  missing: {k}" for k in missing[:10]),
-            *(f"  unexpected: {k}" for k in unexpected[:10]),
-            *(f"  wrong shape: {w}" for w in wrong[:10]),
-        ]
-        raise PretrainedError(
-            f"{path} ({where}) is not a torchvision VGG19 state dict:\n"
-            + "\n".join(details)
-            + f"\nUse torchvision's ImageNet weights ({TORCHVISION_VGG19_URL})."
-        )
-    vgg.load_state_dict(features, strict=True)
-    log.info("loaded VGG19 features from %s (%s)", path, where)
+    load_torchvision_features(vgg, path, "VGG19", TORCHVISION_VGG19_URL)
 
 
 def imagenet_normalization(channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:

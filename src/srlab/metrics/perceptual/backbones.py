@@ -23,7 +23,8 @@ from torch import nn
 
 from srlab.errors import ConfigError
 from srlab.fetch import FetchError
-from srlab.weights import PretrainedError, read_state_dict, resolve_source
+from srlab.weights import PretrainedError, resolve_source
+from srlab.weights.torchvision_features import load_torchvision_features
 
 __all__ = [
     "BACKBONE_URLS",
@@ -160,49 +161,6 @@ _CLASSES: dict[str, type[AlexNetFeatures] | type[VGG16Features]] = {
 }
 
 
-def load_torchvision_features(module: nn.Module, path: str | Path, arch: str) -> None:
-    """Load torchvision's ``alexnet``/``vgg16`` state dict at ``path`` into ``module.features``.
-
-    Every ``features.*`` key must be present with its official shape; the classifier
-    (``classifier.*``), which a feature extractor does not use, is dropped. Wrapped state dicts
-    (``state_dict``, ``model``, ``module.`` prefixes) are unwrapped by
-    :func:`srlab.weights.read_state_dict`, which reads with ``weights_only=True``.
-
-    Args:
-        module: an :class:`AlexNetFeatures` or :class:`VGG16Features`.
-        path: local weights file.
-        arch: ``alexnet`` or ``vgg16``, for the message.
-
-    Raises:
-        PretrainedError: the file cannot be read or is not that network (the message lists
-            the first differences).
-    """
-    state, where = read_state_dict(path)
-    features = {k: v for k, v in state.items() if k.startswith("features.")}
-    target = module.state_dict()
-    missing = sorted(set(target) - set(features))
-    unexpected = sorted(set(features) - set(target))
-    unexpected += sorted(k for k in state if not k.startswith(("features.", "classifier.")))
-    wrong = [
-        f"{k}: expected {list(target[k].shape)}, found {list(v.shape)}"
-        for k, v in features.items()
-        if k in target and v.shape != target[k].shape
-    ]
-    if missing or unexpected or wrong:
-        details = [
-            *(f"  missing: {k}" for k in missing[:10]),
-            *(f"  unexpected: {k}" for k in unexpected[:10]),
-            *(f"  wrong shape: {w}" for w in wrong[:10]),
-        ]
-        raise PretrainedError(
-            f"{path} ({where}) is not a torchvision {arch} state dict:\n"
-            + "\n".join(details)
-            + f"\nUse torchvision's ImageNet weights ({BACKBONE_URLS[arch]})."
-        )
-    module.load_state_dict(features, strict=True)
-    log.info("loaded %s features from %s (%s)", arch, path, where)
-
-
 def build_backbone(
     arch: str,
     weights: str | Path | None,
@@ -258,5 +216,5 @@ def build_backbone(
             ) from exc
         log.warning("%s: %s; using random %s weights (allow_random_weights=true)", key, exc, arch)
         return module
-    load_torchvision_features(module, path, arch)
+    load_torchvision_features(module, path, arch, BACKBONE_URLS[arch])
     return module
