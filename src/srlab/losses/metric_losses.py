@@ -11,17 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from srlab.errors import ConfigError
+from srlab.losses.frozen import exclude_from_checkpoints
 from srlab.metrics.perceptual import BACKBONE_URLS, DISTS, LPIPS
 
 __all__ = ["DISTSLoss", "LPIPSLoss", "WeightedLoss"]
-
-_METRIC_PREFIX = "metric."
 
 
 class _FrozenMetricLoss(nn.Module):
@@ -33,8 +31,7 @@ class _FrozenMetricLoss(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_state_dict_post_hook(_drop_metric)
-        self.register_load_state_dict_pre_hook(_keep_metric_when_absent)
+        exclude_from_checkpoints(self, "metric")
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         """The batch mean of the metric between ``sr`` and ``hr`` (gradients flow to ``sr``)."""
@@ -177,27 +174,3 @@ class WeightedLoss(nn.Module):
     def extra_repr(self) -> str:
         """The weights, for ``print(model)``."""
         return f"weights={self.weights}"
-
-
-def _drop_metric(
-    module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any
-) -> None:
-    for key in [k for k in state_dict if k.startswith(prefix + _METRIC_PREFIX)]:
-        del state_dict[key]
-
-
-def _keep_metric_when_absent(
-    module: _FrozenMetricLoss,
-    state_dict: dict[str, Any],
-    prefix: str,
-    local_metadata: Any,
-    strict: bool,
-    missing_keys: list[str],
-    unexpected_keys: list[str],
-    error_msgs: list[str],
-) -> None:
-    metric_prefix = prefix + _METRIC_PREFIX
-    if any(k.startswith(metric_prefix) for k in state_dict):
-        return
-    for name, tensor in module.metric.state_dict().items():
-        state_dict[metric_prefix + name] = tensor

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from srlab.errors import ConfigError
+from srlab.losses.frozen import exclude_from_checkpoints
 from srlab.losses.vgg import (
     TORCHVISION_VGG19_URL,
     VGG19Features,
@@ -26,7 +26,6 @@ __all__ = ["PerceptualLoss"]
 log = logging.getLogger(__name__)
 
 _CRITERIA = {"l1": F.l1_loss, "l2": F.mse_loss, "mse": F.mse_loss}
-_VGG_PREFIX = "vgg."
 
 
 class PerceptualLoss(nn.Module):
@@ -118,8 +117,7 @@ class PerceptualLoss(nn.Module):
         # Frozen: no optimizer sees it and no gradient is stored for it. (VGG has no batch norm
         # or dropout, so train/eval mode makes no difference.)
         self.vgg.requires_grad_(False)
-        self.register_state_dict_post_hook(_drop_vgg)
-        self.register_load_state_dict_pre_hook(_keep_vgg_when_absent)
+        exclude_from_checkpoints(self, "vgg")
 
     def _load_weights(
         self,
@@ -182,30 +180,3 @@ class PerceptualLoss(nn.Module):
         """Layers, criterion and where the weights came from, for ``print(model)``."""
         source = self.weights_source or "random (allow_random_weights)"
         return f"layer_weights={self.layer_weights}, criterion={self.criterion!r}, vgg={source}"
-
-
-def _drop_vgg(
-    module: PerceptualLoss, state_dict: dict[str, Any], prefix: str, local_metadata: Any
-) -> None:
-    # State-dict post-hook: the frozen VGG is rebuilt from its source, not from checkpoints.
-    for key in [k for k in state_dict if k.startswith(prefix + _VGG_PREFIX)]:
-        del state_dict[key]
-
-
-def _keep_vgg_when_absent(
-    module: PerceptualLoss,
-    state_dict: dict[str, Any],
-    prefix: str,
-    local_metadata: Any,
-    strict: bool,
-    missing_keys: list[str],
-    unexpected_keys: list[str],
-    error_msgs: list[str],
-) -> None:
-    # Load pre-hook: a state dict without VGG weights (see _drop_vgg) keeps the ones built at
-    # construction; strict loading then still checks every other key.
-    vgg_prefix = prefix + _VGG_PREFIX
-    if any(k.startswith(vgg_prefix) for k in state_dict):
-        return
-    for name, tensor in module.vgg.state_dict().items():
-        state_dict[vgg_prefix + name] = tensor
