@@ -75,6 +75,7 @@ from srlab.data.datamodule import usable_cpus
 from srlab.data.degradations import RealESRGANDegradation, sample_seed, stack_params
 from srlab.errors import ConfigError
 from srlab.imaging.predict import autocast_dtype, make_predictor, resolve_device
+from srlab.models.channels import training_channels
 from srlab.runtime.config_check import check_targets
 from srlab.runtime.hydra import configure_hydra, report_user_errors
 from srlab.tracking.throughput import slow_precision_warning
@@ -473,7 +474,9 @@ class BareLoop:
         device = benchmark_device(cfg)
         self.net = instantiate(cfg.model.net, _convert_="all").to(device).train()
         self.optimizer = instantiate(cfg.model.optimizer)(self.net.parameters())
-        self.lr, self.hr = batch["lr"].to(device), batch["hr"].to(device)
+        # The batch in the network's channels, as the task trains it (Y for SRCNN/FSRCNN/VDSR).
+        lr, hr = training_channels(self.net, batch["lr"].to(device), batch["hr"].to(device))
+        self.lr, self.hr = lr, hr
         self.cuda = device.type == "cuda"
 
     def step(self) -> float:

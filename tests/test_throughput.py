@@ -144,3 +144,14 @@ def test_a_bad_step_setting_names_the_valid_form() -> None:
     assert benchmark.StepSetting.parse("bf16_cl_compile") == benchmark.StepSetting(
         "bf16_cl_compile", "bf16-mixed", True, True
     )
+
+
+def test_the_bare_loop_feeds_a_y_network_its_channels(tmp_path: Path) -> None:
+    """The bare loop trains FSRCNN on the Y channel of the batch, as the task does (it fed the
+    RGB batch to the 1-channel network and crashed)."""
+    benchmark = load_benchmark()
+    cfg = compose_config(tmp_path, ["model=fsrcnn", "data.batch_size=2", "data.patch_size=24"])
+    data = benchmark.synthetic_data(cfg, 2)
+    bare = benchmark.BareLoop(cfg, data.batch)
+    assert bare.lr.shape[1] == bare.hr.shape[1] == 1
+    assert bare.timed(1, 1).steps == 1

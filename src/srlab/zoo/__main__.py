@@ -12,9 +12,11 @@ from srlab.zoo import entries
 
 
 def _pair(scores: dict | None) -> str:
+    """``PSNR / SSIM``; ``-`` for what a paper does not give."""
     if not scores:
         return "-"
-    return f"{scores['psnr']:.2f} / {scores['ssim']:.4f}"
+    ssim = scores.get("ssim")
+    return f"{scores['psnr']:.2f} / " + ("-" if ssim is None else f"{ssim:.4f}")
 
 
 def table() -> Table:
