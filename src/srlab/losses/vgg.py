@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from srlab.weights.torchvision_features import load_torchvision_features
+from srlab.weights.torchvision_features import load_torchvision_features, vgg_features
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -97,22 +97,7 @@ class VGG19Features(nn.Module):
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        in_ch = 3
-        for item in _CFG_E:
-            if item == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            else:
-                layers += [nn.Conv2d(in_ch, int(item), kernel_size=3, padding=1), nn.ReLU()]
-                in_ch = int(item)
-        self.features = nn.Sequential(*layers)
-        generator = torch.Generator().manual_seed(seed)
-        for module in self.features:
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(
-                    module.weight, mode="fan_out", nonlinearity="relu", generator=generator
-                )
-                nn.init.zeros_(module.bias)
+        self.features = vgg_features(_CFG_E, seed)
 
     @staticmethod
     def layer_index(name: str) -> int:

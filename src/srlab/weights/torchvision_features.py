@@ -1,7 +1,7 @@
-"""torchvision ImageNet classifiers' ``features.*`` weights into srlab's feature extractors.
+"""srlab's copies of torchvision's ImageNet feature extractors: built, initialized and loaded
+with torchvision's ``features.*`` weights one way.
 
-The VGG19 of the perceptual loss and the AlexNet/VGG16 trunks of LPIPS and DISTS all load
-torchvision's released state dicts this one way.
+The VGG19 of the perceptual loss and the AlexNet/VGG16 trunks of LPIPS and DISTS use these.
 """
 
 from __future__ import annotations
@@ -9,14 +9,43 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from srlab.weights.checkpoint import read_state_dict
 from srlab.weights.registry import PretrainedError
 
-__all__ = ["load_torchvision_features"]
+__all__ = ["load_torchvision_features", "seeded_torchvision_init", "vgg_features"]
 
 log = logging.getLogger(__name__)
+
+
+def seeded_torchvision_init(features: nn.Sequential, seed: int) -> None:
+    """torchvision's initialization (Kaiming-normal fan-out, zero bias) from a private
+    generator: a random trunk is the same in every process, whatever the global RNG."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in features:
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(
+                module.weight, mode="fan_out", nonlinearity="relu", generator=generator
+            )
+            nn.init.zeros_(module.bias)
+
+
+def vgg_features(config: tuple[int | str, ...], seed: int) -> nn.Sequential:
+    """torchvision's VGG ``features``: 3x3 conv + ReLU per number of ``config`` (its output
+    channels), a 2x2 max pool per ``"M"``, seeded with :func:`seeded_torchvision_init`."""
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for item in config:
+        if item == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(in_ch, int(item), kernel_size=3, padding=1), nn.ReLU()]
+            in_ch = int(item)
+    features = nn.Sequential(*layers)
+    seeded_torchvision_init(features, seed)
+    return features
 
 
 def load_torchvision_features(module: nn.Module, path: str | Path, name: str, url: str) -> None:

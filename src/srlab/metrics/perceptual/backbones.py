@@ -24,7 +24,11 @@ from torch import nn
 from srlab.errors import ConfigError
 from srlab.fetch import FetchError
 from srlab.weights import PretrainedError, resolve_source
-from srlab.weights.torchvision_features import load_torchvision_features
+from srlab.weights.torchvision_features import (
+    load_torchvision_features,
+    seeded_torchvision_init,
+    vgg_features,
+)
 
 __all__ = [
     "BACKBONE_URLS",
@@ -43,18 +47,6 @@ BACKBONE_URLS = {
 """torchvision's ImageNet weights (``AlexNet_Weights.IMAGENET1K_V1``, 233 MB;
 ``VGG16_Weights.IMAGENET1K_V1``, 528 MB), the trunks the LPIPS and DISTS calibrations were
 fitted on."""
-
-
-def _seeded_init(features: nn.Sequential, seed: int) -> None:
-    """torchvision's initialization (Kaiming-normal fan-out, zero bias) from a private
-    generator: a random trunk is the same in every process, whatever the global RNG."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in features:
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(
-                module.weight, mode="fan_out", nonlinearity="relu", generator=generator
-            )
-            nn.init.zeros_(module.bias)
 
 
 class AlexNetFeatures(nn.Module):
@@ -93,7 +85,7 @@ class AlexNetFeatures(nn.Module):
             nn.ReLU(),
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
-        _seeded_init(self.features, seed)
+        seeded_torchvision_init(self.features, seed)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The five ReLU outputs of ``x``, computed up to the last one only."""
@@ -130,16 +122,7 @@ class VGG16Features(nn.Module):
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        in_ch = 3
-        for item in _VGG16_CFG:
-            if item == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            else:
-                layers += [nn.Conv2d(in_ch, int(item), kernel_size=3, padding=1), nn.ReLU()]
-                in_ch = int(item)
-        self.features = nn.Sequential(*layers)
-        _seeded_init(self.features, seed)
+        self.features = vgg_features(_VGG16_CFG, seed)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The five tapped ReLU outputs of ``x``."""
