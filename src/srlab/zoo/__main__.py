@@ -23,7 +23,9 @@ def table() -> Table:
     """One row per entry and evaluation set: srlab's PSNR/SSIM, the paper's, the gap."""
     grid = Table(title="srlab model zoo (Y channel, scale pixels shaved; `ckpt_path=zoo:<name>`)")
     for column in ("entry", "set", "srlab PSNR / SSIM", "paper PSNR / SSIM", "gap (dB)", "run"):
-        grid.add_column(column, justify="left" if column in ("entry", "set", "run") else "right")
+        left = column in ("entry", "set", "run")
+        # The entry is what a user types: never cut it to fit a narrow terminal.
+        grid.add_column(column, justify="left" if left else "right", no_wrap=column == "entry")
     for name, item in entries().items():
         record = item.record
         paper = record.get("paper", {}).get("sets", {})
