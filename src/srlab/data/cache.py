@@ -157,6 +157,13 @@ class DecodedCache:
         return f"DecodedCache({str(self.folder)!r})"
 
 
+# numpy parses a .npy header with ast.literal_eval, and CPython 3.11's parser is not safe in
+# concurrent threads ("SystemError: AST constructor recursion depth mismatch", CPython
+# gh-106905): the pre-flight check opens entries from a thread pool, so headers are read one
+# at a time (a few microseconds each).
+_HEADER_LOCK = threading.Lock()
+
+
 def open_entry(path: Path) -> np.ndarray:
     """The uint8 array of the ``.npy`` file ``path``, memory-mapped, as a read-only view.
 
@@ -168,7 +175,7 @@ def open_entry(path: Path) -> np.ndarray:
         ValueError: not a C-ordered uint8 ``.npy`` file; RuntimeError: shorter than its header
             says (written by something else than :class:`DecodedCache`).
     """
-    with open(path, "rb") as file:
+    with open(path, "rb") as file, _HEADER_LOCK:
         version = np.lib.format.read_magic(file)
         if version == (1, 0):
             shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(file)
