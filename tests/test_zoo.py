@@ -3,7 +3,6 @@ record's; ``zoo:<name>`` works in eval, infer, export and fine-tuning."""
 
 from __future__ import annotations
 
-import json
 import runpy
 from pathlib import Path
 
@@ -48,14 +47,14 @@ def test_the_reproduced_fsrcnn_models_are_in_the_zoo() -> None:
 
 
 @pytest.mark.parametrize("name", ENTRIES)
-def test_record_describes_the_weights(name: str) -> None:
+def test_record_describes_the_weights(name: str, tmp_path: Path) -> None:
     item = zoo.entry(f"zoo:{name}")
     record = item.record
     assert set(record) >= RECORD_KEYS
     assert item.weights.stat().st_size < 500_000  # a few hundred KB at most
     stored = stored_model_metadata(item.weights)
     assert stored["scale"] == record["scale"] and stored["model"]["name"] == record["model"]
-    net = build_network(compose_config(Path("/nonexistent"), [f"ckpt_path=zoo:{name}"], "eval"))
+    net = build_network(compose_config(tmp_path, [f"ckpt_path=zoo:{name}"], "eval"))
     assert sum(p.numel() for p in net.net.parameters()) == record["params"]
     assert net.scale == record["scale"]
     steps = [row["step"] for row in record["curve"]]
@@ -151,12 +150,6 @@ def test_listing_shows_every_entry_beside_the_paper(capsys) -> None:
         assert f"zoo:{name}" in out
         paper = zoo.entry(name).record["paper"]["sets"]["Set5"]["psnr"]
         assert f"{paper:.2f}" in out
-
-
-def test_records_are_valid_json_files_beside_their_weights() -> None:
-    for record in zoo.ZOO_DIR.glob("*.json"):
-        json.loads(record.read_text())
-        assert record.with_suffix(".safetensors").is_file()
 
 
 def test_the_reproduction_report_is_generated_from_the_records() -> None:

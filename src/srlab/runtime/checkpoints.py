@@ -29,6 +29,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from srlab import zoo
 from srlab.errors import CheckpointWriteError, ConfigError, NonFiniteWeightsError
 from srlab.files import FolderInUseError, atomic_write, exclusive_folder, remove_dead_partials
 from srlab.weights import read_checkpoint
@@ -108,7 +109,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, task_runs: Path) 
     """
     if not ckpt_path:
         return None
-    if str(ckpt_path).startswith("zoo:"):
+    if zoo.is_zoo(ckpt_path):
         raise ConfigError(
             f"ckpt_path={ckpt_path} resumes a training run, and a zoo entry holds weights, not "
             f"a run's state: fine-tune it with model.pretrained={ckpt_path}"

@@ -17,6 +17,7 @@ import os
 import urllib.parse
 from pathlib import Path
 
+from srlab import zoo
 from srlab.fetch import ChecksumError, FetchError, fetch, file_digest, normalize_digest
 from srlab.weights.registry import PretrainedError
 
@@ -129,8 +130,6 @@ def resolve_source(
         FetchError: If a URL cannot be downloaded or fails verification
             (:func:`download_weights`).
     """
-    from srlab import zoo
-
     source = zoo.resolve(source)
     if is_url(source):
         return download_weights(str(source), sha256=sha256, cache_dir=cache_dir)
