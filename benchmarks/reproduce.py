@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -73,14 +74,14 @@ def _run(command: list[str]) -> None:
 def _training_images(data_root: Path, config: dict) -> dict[str, Any]:
     """The training sets of the run, as found under ``data_root`` (names and image counts)."""
     from srlab.data.catalog import CATALOG
+    from srlab.data.datasets import is_dataset_image
 
     train = config["data"]["train"]
     names = [train] if isinstance(train, str) else list(train)
     found = {}
     for name in names:
-        folder = data_root / CATALOG[name].hr_dir
-        files = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".png", ".bmp"))
-        found[CATALOG[name].name] = {"images": len(files), "hr_dir": CATALOG[name].hr_dir}
+        images = [p for p in (data_root / CATALOG[name].hr_dir).iterdir() if is_dataset_image(p)]
+        found[CATALOG[name].name] = {"images": len(images), "hr_dir": CATALOG[name].hr_dir}
     return found
 
 
@@ -90,9 +91,8 @@ def _curve(run_dir: Path) -> list[dict[str, float]]:
         {
             "step": row["step"],
             "wall_time_s": row["wall_time_s"],
-            **{
-                k.split("/")[1]: row[k] for k in row if k.startswith("val/") and k.endswith("/psnr")
-            },
+            # val/<Set>/psnr of each validation set (not val/psnr, the monitored copy)
+            **{k.split("/")[1]: v for k, v in row.items() if re.fullmatch(r"val/[^/]+/psnr", k)},
         }
         for row in rows
     ]
