@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -224,6 +225,60 @@ def test_made_lr_is_cached_on_disk_and_lr_modes(tmp_path: Path) -> None:
         list_pairs(get_image_set("set5"), tmp_path, 3, lr="files")
     with pytest.raises(ConfigError, match="data.lr"):
         list_pairs(get_image_set("set5"), tmp_path, 2, lr="bicubic")
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_downscaled_copies_are_hr_shrunk_by_matlab_bicubic(tmp_path: Path, cache: bool) -> None:
+    hr = _random_image(50, 62)
+    _write(tmp_path / "HR" / "a.png", hr)
+    datamodule = SRDataModule(
+        scale=2, root=tmp_path, train={"name": "T", "hr_dir": "HR"}, val_sets=[{"name": "V", "hr_dir": "HR"}],
+        patch_size=8,
+        batch_size=1, num_workers=0, downscaled_copies=[0.9, 0.6], cache=cache,
+        cache_dir=tmp_path / "cache",
+    )  # fmt: skip
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    pairs = datamodule.train_pairs()
+    assert [(p.name, p.downscale) for p in pairs] == [("a", 1.0), ("a@0.9", 0.9), ("a@0.6", 0.6)]
+    chw = torch.from_numpy(hr.transpose(2, 0, 1).copy())
+    for pair in pairs[1:]:
+        got_hr, got_lr = load_pair(pair, 2, channels=None, decoded=datamodule.decoded)
+        # MATLAB's size: ceil(0.9 * 50) x ceil(0.9 * 62) = 45 x 56, mod-cropped to 44 x 56.
+        small = imresize(chw, scale=pair.downscale)
+        assert small.shape[1:] == (math.ceil(50 * pair.downscale), math.ceil(62 * pair.downscale))
+        small = small[:, : small.shape[1] // 2 * 2, : small.shape[2] // 2 * 2]
+        assert np.array_equal(got_hr, small.numpy().transpose(1, 2, 0))
+        assert np.array_equal(got_lr, imresize(small, scale=0.5).numpy().transpose(1, 2, 0))
+    # The original's LR is unchanged by its copies.
+    assert np.array_equal(
+        load_pair(pairs[0], 2, channels=None)[1],
+        imresize(chw[:, :50, :62], scale=0.5).numpy().transpose(1, 2, 0),
+    )
+
+
+def test_downscaled_copies_errors(tmp_path: Path) -> None:
+    _write(tmp_path / "HR" / "a.png", _random_image(40, 40))
+    _write(tmp_path / "LR" / "ax2.png", _random_image(20, 20))
+
+    def module(**kwargs):
+        spec = {"name": "T", "hr_dir": "HR", **kwargs.pop("spec", {})}
+        args = {"patch_size": 8, "batch_size": 1, "num_workers": 0, **kwargs}
+        val = [{"name": "V", "hr_dir": "HR"}]
+        return SRDataModule(scale=2, root=tmp_path, train=spec, val_sets=val, **args)
+
+    with pytest.raises(ConfigError, match=r"between 0 and 1.*\[1\.5\]"):
+        module(downscaled_copies=[0.9, 1.5]).setup("fit")
+    with_lr = {"spec": {"lr_dir": "LR", "lr_name": "{stem}x{scale}{ext}"}}
+    with pytest.raises(ConfigError, match="data.lr=generate"):
+        module(downscaled_copies=[0.9], **with_lr).setup("fit")
+    module(downscaled_copies=[0.9], lr="generate", **with_lr).setup("fit")
+    # 0.3 * 40 = 12 px < a 16 px patch: named, or left out with on_bad_image=skip.
+    with pytest.raises(DataError, match=r"(?s)a.png x0.3: 12x12.*on_bad_image=skip"):
+        module(downscaled_copies=[0.9, 0.3], patch_size=16).setup("fit")
+    skipping = module(downscaled_copies=[0.9, 0.3], patch_size=16, on_bad_image="skip")
+    skipping.setup("fit")
+    assert [p.name for p in skipping.train_pairs()] == ["a", "a@0.9"]
 
 
 def test_batch_size_is_global_under_ddp() -> None:

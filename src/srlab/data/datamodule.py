@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from srlab.data.datasets import (
     ImagePair,
     MultiScaleDataset,
     PatchDataset,
+    downscaled_copies,
+    downscaled_size,
     list_pairs,
     load_pair,
 )
@@ -27,8 +30,10 @@ from srlab.data.degradations import RealESRGANDegradation, WithDegradationParams
 from srlab.data.degradations.preview import DegradationPreview
 from srlab.data.sampling import TrainSampler
 from srlab.data.validation import check_pairs, drop_bad_pairs
-from srlab.errors import ConfigError
-from srlab.imaging.io import read_image
+from srlab.errors import ConfigError, DataError
+from srlab.imaging.io import image_header, read_image
+
+log = logging.getLogger(__name__)
 
 SetSpec = str | Mapping[str, Any]
 
@@ -77,6 +82,9 @@ class SRDataModule(L.LightningDataModule):
             (VDSR's multi-scale training; the network must accept any scale); the HR patch
             is ``patch_size`` rounded down to a multiple of each scale. None: ``[scale]``.
             Validation and test run at ``scale``.
+        downscaled_copies: also train on a copy of every training image shrunk by each of
+            these factors with MATLAB bicubic, LR made from the copy (FSRCNN's augmentation:
+            ``[0.9, 0.8, 0.7, 0.6]``); None: the images as they are.
         seed: seeds the training order, crops and flips (None: the run's seed, i.e. torch's
             initial seed, which the pipeline sets); the order is a function of the seed and
             the epoch, so a resumed run continues it exactly.
@@ -111,6 +119,7 @@ class SRDataModule(L.LightningDataModule):
         lr: str = "auto",
         cache_dir: str | Path | None = None,
         train_scales: Sequence[int] | None = None,
+        downscaled_copies: Sequence[float] | None = None,
         download: bool = False,
         on_bad_image: str = "error",
         seed: int | None = None,
@@ -202,7 +211,41 @@ class SRDataModule(L.LightningDataModule):
                 what=f"{image_set.name} images",
             )
             pairs = drop_bad_pairs(pairs, problems, image_set.name, hp.on_bad_image)
+            if training and hp.downscaled_copies:
+                pairs = self._with_downscaled_copies(pairs, image_set, patch)
             self._pairs[(image_set, scale)] = pairs
+
+    def _with_downscaled_copies(
+        self, pairs: list[ImagePair], image_set: ImageSet, patch: int
+    ) -> list[ImagePair]:
+        """``pairs`` and their ``data.downscaled_copies``; a copy smaller than a patch is an
+        error, or left out with ``on_bad_image=skip``."""
+        hp = self.hparams
+        sizes = {pair.hr: image_header(pair.hr) for pair in pairs}
+        kept, small = [], []
+        for pair in downscaled_copies(pairs, hp.downscaled_copies):
+            width, height = downscaled_size(
+                sizes[pair.hr].width, sizes[pair.hr].height, pair.downscale
+            )
+            (small if min(width, height) < patch else kept).append((pair, width, height))
+        if small and hp.on_bad_image == "error":
+            listing = "\n".join(
+                f"  {pair.hr} x{pair.downscale:g}: {w}x{h}" for pair, w, h in small[:10]
+            )
+            raise DataError(
+                f"{image_set.name}: {len(small)} downscaled copies are smaller than "
+                f"data.patch_size={patch}:\n{listing}\nLower data.patch_size, drop the "
+                "smallest factors of data.downscaled_copies, or set data.on_bad_image=skip to "
+                "leave those copies out."
+            )
+        if small:
+            log.warning(
+                "%s: %d downscaled copies smaller than data.patch_size=%d are left out",
+                image_set.name,
+                len(small),
+                patch,
+            )
+        return [pair for pair, _, _ in kept]
 
     def _decode_check(self, training: bool) -> Callable[[Path], object]:
         """How :meth:`verify` decodes one file: into the decoded-image cache for training

@@ -8,8 +8,9 @@ mod-cropped HR by MATLAB bicubic, exactly as the literature makes its LR.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +36,59 @@ class ImagePair:
     """One image of a set: its name, its HR file and its LR file.
 
     ``lr`` None means the LR is made from HR by MATLAB bicubic; it is then cached under
-    ``lr_cache`` (a folder) when one is given.
+    ``lr_cache`` (a folder) when one is given. ``downscale`` below 1 makes the HR image this
+    file shrunk by that factor with MATLAB bicubic (``data.downscaled_copies``); its LR is
+    then made from that smaller HR.
     """
 
     name: str
     hr: Path
     lr: Path | None
     lr_cache: Path | None = None
+    downscale: float = 1.0
+
+    @property
+    def variant(self) -> str:
+        """What is made from the HR file: ``""`` for the file itself, else ``downscale<f>``
+        (part of the names of its cached arrays)."""
+        return "" if self.downscale == 1.0 else f"downscale{self.downscale:g}"
+
+
+def downscaled_copies(pairs: list[ImagePair], factors: Sequence[float]) -> list[ImagePair]:
+    """``pairs`` followed by a copy of each shrunk by each of ``factors`` (0 < f < 1).
+
+    The data augmentation of SRCNN, FSRCNN and VDSR (FSRCNN: 0.9, 0.8, 0.7, 0.6): the same
+    scenes at smaller sizes show the network more texture per pixel. Each copy is one more
+    image of the set, sampled as often as its original.
+
+    Raises:
+        ConfigError: a factor outside (0, 1), or a pair whose LR comes from a file (a shrunk
+            HR has no LR file: set ``data.lr=generate``).
+    """
+    bad = [f for f in factors if not 0 < f < 1]
+    if bad:
+        raise ConfigError(
+            f"data.downscaled_copies={list(factors)}: every factor must be between 0 and 1 "
+            f"(exclusive), e.g. [0.9, 0.8, 0.7, 0.6]; not {bad}"
+        )
+    with_files = [pair for pair in pairs if pair.lr is not None]
+    if with_files:
+        raise ConfigError(
+            f"data.downscaled_copies needs LR made from HR, but {with_files[0].lr} is an LR file "
+            "(its set has an LR folder): set data.lr=generate, or data.downscaled_copies=null"
+        )
+    copies = [
+        replace(pair, name=f"{pair.name}@{f:g}", downscale=float(f))
+        for f in factors
+        for pair in pairs
+    ]
+    return [*pairs, *copies]
+
+
+def downscaled_size(width: int, height: int, factor: float) -> tuple[int, int]:
+    """(width, height) of an image shrunk by ``factor`` with :func:`imresize` (MATLAB's
+    ``ceil(factor * side)``)."""
+    return math.ceil(width * factor), math.ceil(height * factor)
 
 
 def list_pairs(
@@ -137,7 +184,8 @@ def cached_lr(pair: ImagePair, hr: np.ndarray, scale: int) -> np.ndarray:
     """
     if pair.lr_cache is None:
         return make_lr(hr, scale)
-    path = pair.lr_cache / f"{pair.hr.stem}-{source_key(pair.hr)}.png"
+    key = source_key(pair.hr, pair.variant) if pair.variant else source_key(pair.hr)
+    path = pair.lr_cache / f"{pair.hr.stem}-{key}.png"
     if path.is_file():
         return read_image(path)
     lr = make_lr(hr, scale)
@@ -167,7 +215,7 @@ def load_pair(
     Raises:
         DataError: an LR file whose size is not the HR size divided by the scale.
     """
-    hr = _read(pair.hr, decoded)
+    hr = _read_hr(pair, decoded)
     hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
     if pair.lr is not None:
         lr = _read(pair.lr, decoded)
@@ -175,7 +223,8 @@ def load_pair(
         lr = cached_lr(pair, hr, scale)
     else:
         # Made from the HR mod-cropped at this scale: one entry per scale.
-        lr = decoded.get(pair.hr, lambda: cached_lr(pair, hr, scale), f"bicubic-x{scale}")
+        variant = f"{pair.variant}-bicubic-x{scale}" if pair.variant else f"bicubic-x{scale}"
+        lr = decoded.get(pair.hr, lambda: cached_lr(pair, hr, scale), variant)
     if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
         raise DataError(
             f"LR {pair.lr} is {lr.shape[1]}x{lr.shape[0]} (WxH) but HR {pair.hr} mod-cropped "
@@ -189,6 +238,17 @@ def load_pair(
 
 def _read(path: Path, decoded: DecodedCache | None) -> np.ndarray:
     return read_image(path) if decoded is None else decoded.get(path, lambda: read_image(path))
+
+
+def _read_hr(pair: ImagePair, decoded: DecodedCache | None) -> np.ndarray:
+    if not pair.variant:
+        return _read(pair.hr, decoded)
+
+    def shrink() -> np.ndarray:
+        chw = torch.from_numpy(_read(pair.hr, decoded).transpose(2, 0, 1).copy())
+        return imresize(chw, scale=pair.downscale).numpy().transpose(1, 2, 0)
+
+    return shrink() if decoded is None else decoded.get(pair.hr, shrink, pair.variant)
 
 
 def _expand_gray(image: np.ndarray) -> np.ndarray:

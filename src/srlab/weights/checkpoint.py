@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from srlab.weights.matlab import read_mat
-from srlab.weights.safetensors_file import read_safetensors
 from srlab.weights.registry import PretrainedError, StateDict
+from srlab.weights.safetensors_file import read_safetensors
 
 __all__ = ["CheckpointError", "read_checkpoint", "read_state_dict", "trained_scale"]
 
