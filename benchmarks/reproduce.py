@@ -38,10 +38,11 @@ SETS = ("set5", "set14", "bsd100")
 
 # The papers' own numbers (Y channel, scale pixels shaved, MATLAB bicubic LR).
 _FSRCNN = (
-    "Dong, Loy and Tang, ECCV 2016, Table 3 (FSRCNN trained on 91 + General-100). The PDF cannot "
-    "be read on srlab's build machine: x2 was checked against two papers that reprint the table "
-    "(Chu et al., FALSR and MoreMNAS, 2019); x3 is transcribed from the paper's table, not "
-    "cross-checked"
+    "Dong, Loy and Tang, ECCV 2016: FSRCNN trained on 91 + General-100, with the SSIM that later "
+    "papers print beside it. The PDF cannot be read on srlab's build machine: x2 was checked "
+    "against two papers that reprint it (Chu et al., FALSR and MoreMNAS, 2019), Set5 x3 against "
+    "the 543877815/cv_practise README; Set14 x3 is not cross-checked. The paper's model trained "
+    "on the 91 images only scores 36.94 (x2) and 33.06 (x3) on Set5 (yjn870/FSRCNN-pytorch README)"
 )
 PAPER: dict[tuple[str, int], dict[str, Any]] = {
     ("fsrcnn", 2): {
@@ -179,8 +180,10 @@ def package(
             "note": note or "",
             "python": platform.python_version(),
         },
+        "fine_tuned_from": config["model"].get("pretrained"),
         "data": {
             "train": _training_images(data_root, config),
+            "downscaled_copies": config["data"].get("downscaled_copies"),
             "patch_size": config["data"]["patch_size"],
             "batch_size": config["data"]["batch_size"],
         },
@@ -242,7 +245,9 @@ def report_text() -> str:
             f"on {r['machine']['cpu']}, {r['machine']['threads']} thread(s)"
             + (f"; {r['machine']['note']}" if r["machine"].get("note") else ""),
             "- Data: "
-            + ", ".join(f"{k} ({v['images']} images)" for k, v in r["data"]["train"].items()),
+            + ", ".join(f"{k} ({v['images']} images)" for k, v in r["data"]["train"].items())
+            + _copies(r["data"].get("downscaled_copies")),
+            *_lineage(r, zoo),
             f"- Commit: {r['git_commit']}" + (" (uncommitted changes)" if r["git_dirty"] else ""),
             f"- Scored by: `{r['results']['command']}`",
             f"- Paper: {r.get('paper', {}).get('source', 'none')}",
@@ -263,6 +268,26 @@ def report_text() -> str:
         lines.append("")
     lines += ["## Validation curves", "", f"![validation PSNR]({CURVES.name})", ""]
     return "\n".join(lines)
+
+
+def _copies(factors: list[float] | None) -> str:
+    return f", each also shrunk by {', '.join(map(str, factors))}" if factors else ""
+
+
+def _lineage(record: dict, zoo: dict) -> list[str]:
+    """The report's line on the weights a run started from, with both stages' totals."""
+    source = record.get("fine_tuned_from")
+    if not source:
+        return []
+    parent = zoo.get(str(source).removeprefix("zoo:"))
+    if parent is None:
+        return [f"- Fine-tuned from: `{source}`"]
+    steps = record["steps"] + parent.record["steps"]
+    hours = (record["wall_time_s"] + parent.record["wall_time_s"]) / 3600
+    return [
+        f"- Fine-tuned from: `{source}` (its record is in this report); both stages: "
+        f"{steps:,} steps, {hours:.2f} h"
+    ]
 
 
 def report() -> None:

@@ -23,6 +23,7 @@ from srlab.errors import ConfigError, ImageReadError
 from srlab.imaging import imresize
 from srlab.imaging.io import read_full, write_image
 from srlab.imaging.predict import LoadedImage, make_predictor, upscale_images
+from srlab.imaging.tiling import tile_work
 from srlab.models import EDSR
 
 RNG = np.random.default_rng(0)
@@ -219,6 +220,14 @@ def test_tiles_are_bit_identical_to_the_previous_tiling(tile: int, overlap: int)
         # Several tiles per forward: the same tiles, other float rounding of the convolutions.
         batched = make_predictor(net, 2, tile, overlap, tile_batch=5)(lr)
     torch.testing.assert_close(batched, expected, atol=1e-5, rtol=0)
+
+
+def test_tile_work_counts_the_recomputed_overlap() -> None:
+    # 512 x 512 in tiles of 128 with 16 of overlap: 4 corner tiles of 144 x 144, 8 edge tiles
+    # of 144 x 160, 4 inner tiles of 160 x 160.
+    expected = (4 * 144 * 144 + 8 * 144 * 160 + 4 * 160 * 160) / (512 * 512)
+    assert tile_work(512, 512, 128, 16) == expected
+    assert tile_work(512, 512, 512, 32) == 1.0 == tile_work(30, 40, 16, 0)
 
 
 def test_bf16_batches_and_ensemble_agree_with_fp32(tmp_path: Path) -> None:

@@ -62,6 +62,9 @@ def test_record_describes_the_weights(name: str, tmp_path: Path) -> None:
     assert record["command"].startswith("python src/train.py experiment=")
     assert {"Set5", "Set14", "BSD100"} <= set(record["results"]["sets"])
     assert record["paper"]["source"] and "Set5" in record["paper"]["sets"]
+    # A fine-tuned entry's starting weights are in the zoo too, so both stages can be rerun.
+    parent = record.get("fine_tuned_from")
+    assert parent is None or (zoo.is_zoo(parent) and parent.removeprefix("zoo:") in ENTRIES)
 
 
 @pytest.mark.parametrize("name", ENTRIES)

@@ -56,6 +56,15 @@ def tile_plan(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
     ]
 
 
+def tile_work(height: int, width: int, tile: int, overlap: int) -> float:
+    """LR pixels a tiled pass computes over those of one whole pass (>= 1): the overlap of
+    every tile is computed again by its neighbours, so tiling can run at most ``1 / work``
+    of whole-image speed, whatever the implementation (tile 128 with overlap 16 on a 512 x 512
+    image: 1.41, at most 0.71 of the speed)."""
+    plan = tile_plan(height, width, tile, overlap)
+    return sum(t.shape[0] * t.shape[1] for t in plan) / (height * width)
+
+
 def tiled_forward(
     forward: Forward, lr: torch.Tensor, scale: int, tile: int, overlap: int, batch: int = 1
 ) -> torch.Tensor:
