@@ -8,7 +8,6 @@ mod-cropped HR by MATLAB bicubic, exactly as the literature makes its LR.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from srlab.data.cache import DecodedCache, source_key
 from srlab.data.catalog import ImageSet
 from srlab.data.sampling import PatchKey
 from srlab.errors import ConfigError, DataError, DatasetNotFoundError
+from srlab.imaging.imresize import _output_len as output_len
 from srlab.imaging.imresize import imresize
 from srlab.imaging.io import is_image_file, read_image, write_image
 from srlab.imaging.tiling import dihedral
@@ -87,8 +87,8 @@ def downscaled_copies(pairs: list[ImagePair], factors: Sequence[float]) -> list[
 
 def downscaled_size(width: int, height: int, factor: float) -> tuple[int, int]:
     """(width, height) of an image shrunk by ``factor`` with :func:`imresize` (MATLAB's
-    ``ceil(factor * side)``)."""
-    return math.ceil(width * factor), math.ceil(height * factor)
+    ``ceil(factor * side)``, computed by imresize's own rule)."""
+    return output_len(width, factor), output_len(height, factor)
 
 
 def list_pairs(
