@@ -23,7 +23,7 @@ from srlab.errors import ConfigError, ImageReadError
 from srlab.imaging import imresize
 from srlab.imaging.io import read_full, write_image
 from srlab.imaging.predict import LoadedImage, make_predictor, upscale_images
-from srlab.imaging.tiling import tile_work
+from srlab.imaging.tiling import ForwardMemory, budget_tile, tile_work, tiled_forward
 from srlab.models import EDSR
 
 RNG = np.random.default_rng(0)
@@ -171,7 +171,8 @@ def test_tiled_equals_untiled_for_edsr_baseline(tmp_path: Path) -> None:
     # 36 LR pixels are EDSR-baseline's receptive field radius (35 LR convs + 1 HR conv): with
     # that overlap every output pixel sees its whole context; 48-pixel tiles make a 2x2 grid
     # whose tiles each see only part of the image.
-    for tile in ("null", "48"):
+    # auto: the image fits the default budget (half the free memory), so it runs whole.
+    for tile in ("null", "48", "auto"):
         cfg = infer_cfg(
             tmp_path,
             tmp_path,
@@ -185,6 +186,7 @@ def test_tiled_equals_untiled_for_edsr_baseline(tmp_path: Path) -> None:
         (outputs[tile],) = upscale_images(predict, [image], 2, torch.device("cpu"))
     assert outputs["48"].pixels.shape == (3, 192, 160)
     torch.testing.assert_close(outputs["48"].pixels, outputs["null"].pixels, atol=1e-5, rtol=0)
+    assert torch.equal(outputs["auto"].pixels, outputs["null"].pixels)
 
 
 def reference_tiled_forward(forward, lr, scale: int, tile: int, overlap: int) -> torch.Tensor:
@@ -228,6 +230,50 @@ def test_tile_work_counts_the_recomputed_overlap() -> None:
     expected = (4 * 144 * 144 + 8 * 144 * 160 + 4 * 160 * 160) / (512 * 512)
     assert tile_work(512, 512, 128, 16) == expected
     assert tile_work(512, 512, 512, 32) == 1.0 == tile_work(30, 40, 16, 0)
+
+
+def conv_chain(channels: int, layers: int) -> torch.nn.Module:
+    """A plain chain of 3x3 convolutions (x1): under no_grad it holds two feature maps at
+    once, the last output and the one being computed."""
+    torch.manual_seed(0)
+    convs = [
+        torch.nn.Conv2d(3 if i == 0 else channels, channels, 3, padding=1) for i in range(layers)
+    ]
+    return torch.nn.Sequential(*convs, torch.nn.Conv2d(channels, 3, 3, padding=1)).eval()
+
+
+def test_forward_memory_counts_the_feature_maps_held_at_once() -> None:
+    with torch.no_grad():
+        memory = ForwardMemory.measure(conv_chain(8, 4), torch.rand(1, 3, 5, 5))
+    # Two float32 maps of 8 channels per LR pixel, nothing that does not grow with the image.
+    assert memory == ForwardMemory(fixed=0.0, per_pixel=2 * 8 * 4)
+    with torch.no_grad():  # a batch of 3 images holds 3 times as much
+        assert ForwardMemory.measure(conv_chain(8, 4), torch.rand(3, 3, 5, 5)).per_pixel == 192
+
+
+def test_auto_tile_runs_whole_images_that_fit_and_the_largest_tiles_otherwise() -> None:
+    net, lr = conv_chain(8, 4), torch.rand(1, 3, 50, 70)
+    memory = ForwardMemory(fixed=0.0, per_pixel=64)
+    whole = memory.bytes(50, 70)
+    assert budget_tile(memory, 50, 70, 4, whole) is None
+    # 40x40 pixels with their context fit a quarter of the whole pass: tiles of 40 (evened out
+    # over the 70-pixel side: two of 35).
+    side = budget_tile(memory, 50, 70, 4, memory.bytes(48, 48))
+    assert side == 35 and memory.bytes(side + 8, side + 8) <= memory.bytes(48, 48)
+    with torch.inference_mode():
+        expected_whole = net(lr)
+        expected_tiled = tiled_forward(net, lr, 1, side, 4)
+        for budget, expected in (
+            (whole / 2**30, expected_whole),
+            (48 * 48 * 64 / 2**30, expected_tiled),
+        ):
+            got = make_predictor(net, 1, "auto", 4, memory_budget_gb=budget)(lr)
+            assert torch.equal(got, expected)
+
+
+def test_auto_tile_says_when_no_tile_fits_the_budget() -> None:
+    with pytest.raises(ConfigError, match="raise inference.memory_budget_gb or lower"):
+        budget_tile(ForwardMemory(fixed=0.0, per_pixel=64), 50, 70, 4, 64 * 8 * 8)
 
 
 def test_bf16_batches_and_ensemble_agree_with_fp32(tmp_path: Path) -> None:
@@ -331,6 +377,7 @@ def test_output_folder_inside_input_is_not_read_back(tmp_path: Path) -> None:
         (["inference.precision=16", "inference.device=cpu"], "needs a CUDA device"),
         (["format=gif"], "format='gif'"),
         (["inference.tile=-8"], "tile=-8"),
+        (["inference.tile=big"], "must be an int or auto or null"),
         (["model=edsr_baseline"], "has weights to learn"),
     ],
 )

@@ -60,9 +60,10 @@ def eval_options(cfg: DictConfig, save_dir: Path | None = None) -> EvalOptions:
         shave=protocol.shave,
         round_y=bool(protocol.round_y),
         lr_from=protocol.lr_from,
-        tile=inference.tile or None,
+        tile=inference.tile,
         tile_overlap=int(inference.tile_overlap),
         self_ensemble=bool(inference.self_ensemble),
+        memory_budget_gb=inference.get("memory_budget_gb"),
         save_dir=save_dir,
     )
     if options.lr_from == "y" and cfg.get("data") is not None and cfg.data.get("lr") == "files":
@@ -301,6 +302,7 @@ def evaluate_real_lr(
         tile_overlap=options.tile_overlap,
         ensemble=options.self_ensemble,
         dtype=autocast_dtype(str(inference.precision), device),
+        memory_budget_gb=options.memory_budget_gb,
     )
     images, bicubic = {}, {}
     for path in files:

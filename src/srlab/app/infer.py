@@ -67,6 +67,7 @@ from srlab.imaging.predict import (
     resolve_device,
     upscale_images,
 )
+from srlab.imaging.tiling import parse_tile
 from srlab.runtime.config_check import check_values
 
 log = logging.getLogger(__name__)
@@ -84,11 +85,14 @@ class InferenceOptions:
 
     Args:
         scale: the upscaling factor; the network must upsample by it.
-        tile: LR tile side in pixels (None: whole images). Bounds memory on large images.
-            ``from_config`` reads ``tile=0`` as None, as other SR tools do.
+        tile: LR tile side in pixels (None: whole images; 0 reads as None, as other SR tools
+            do). Bounds memory on large images. ``auto``: the largest tile that fits
+            ``memory_budget_gb``, whole images where they fit.
         tile_overlap: LR pixels of context around each tile; at least the network's
             receptive field radius makes tiled output equal untiled output.
         self_ensemble: average the 8 flips/transpositions (EDSR's "+"; 8x slower).
+        memory_budget_gb: GiB one forward pass may use with ``tile=auto`` (None: 70 % of a
+            GPU's free memory, 50 % of the CPU's).
         precision: ``32``, ``bf16`` (CPU or CUDA) or ``16`` (CUDA only), as autocast.
         batch: images per forward pass; only images of one size and channel count share one.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
@@ -101,9 +105,10 @@ class InferenceOptions:
     """
 
     scale: int
-    tile: int | None = None
+    tile: int | str | None = None
     tile_overlap: int = 32
     self_ensemble: bool = False
+    memory_budget_gb: float | None = None
     precision: str = "32"
     batch: int = 1
     device: str = "auto"
@@ -123,8 +128,7 @@ class InferenceOptions:
             raise ConfigError(f"format={self.format!r}: use one of {', '.join(FORMATS)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision={self.precision!r}: use 32, bf16 or 16 (CUDA only)")
-        if self.tile is not None and self.tile <= 0:
-            raise ConfigError(f"tile={self.tile}: give a tile side > 0 in LR pixels, or 0 / null")
+        object.__setattr__(self, "tile", parse_tile(self.tile))
         if self.tile_overlap < 0:
             raise ConfigError(f"tile_overlap={self.tile_overlap}: must be >= 0")
         if self.batch < 1:
@@ -138,12 +142,12 @@ class InferenceOptions:
     def from_config(cls, cfg: DictConfig) -> InferenceOptions:
         """The options of an ``infer`` config (``conf/infer.yaml``)."""
         inference = cfg.inference
-        tile = inference.get("tile")
         return cls(
             scale=int(cfg.scale),
-            tile=int(tile) if tile else None,
+            tile=inference.get("tile"),
             tile_overlap=int(inference.tile_overlap),
             self_ensemble=bool(inference.self_ensemble),
+            memory_budget_gb=inference.get("memory_budget_gb"),
             precision=str(inference.precision),
             batch=int(inference.batch),
             device=str(inference.device),
@@ -446,7 +450,13 @@ def infer(cfg: DictConfig) -> InferenceReport:
         refuse_overwrites_in_input(jobs, base, output_dir)
     net = network.net.to(device)  # build_network checked its scale
     predict = make_predictor(
-        net, options.scale, options.tile, options.tile_overlap, options.self_ensemble, dtype
+        net,
+        options.scale,
+        options.tile,
+        options.tile_overlap,
+        options.self_ensemble,
+        dtype,
+        memory_budget_gb=options.memory_budget_gb,
     )
     report = InferenceReport(failed=list(refused))
     for source, reason in refused:

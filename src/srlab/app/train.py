@@ -193,9 +193,10 @@ def _fit_and_test(
             # The test runs the network as src/eval.py does (tiling, self-ensemble).
             model.configure_evaluation(
                 EvalOptions(
-                    tile=inference.get("tile") or None,
+                    tile=inference.get("tile"),
                     tile_overlap=int(inference.get("tile_overlap", 32)),
                     self_ensemble=bool(inference.get("self_ensemble", False)),
+                    memory_budget_gb=inference.get("memory_budget_gb"),
                 )
             )
             test_metrics = _test_best(trainer, model, datamodule)

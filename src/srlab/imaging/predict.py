@@ -10,6 +10,7 @@ into a ``torch.device``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,8 +20,17 @@ from torch import nn
 
 from srlab.errors import ConfigError
 from srlab.imaging.imresize import imresize
-from srlab.imaging.tiling import self_ensemble, tiled_forward
+from srlab.imaging.tiling import (
+    AUTO,
+    ForwardMemory,
+    budget_tile,
+    memory_budget,
+    self_ensemble,
+    tiled_forward,
+)
 from srlab.models.channels import super_resolve
+
+log = logging.getLogger(__name__)
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -70,18 +80,20 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 def make_predictor(
     net: nn.Module,
     scale: int,
-    tile: int | None = None,
+    tile: int | str | None = None,
     tile_overlap: int = 32,
     ensemble: bool = False,
     dtype: torch.dtype | None = None,
     tile_batch: int = 1,
+    memory_budget_gb: float | None = None,
 ) -> Predictor:
     """LR ``[B, C, h, w]`` -> SR ``[B, C, s*h, s*w]`` float32, unclamped, for images of any size.
 
     ``dtype`` (bf16/fp16) runs the network under autocast; every tile's output is cast back
     to float32 before it is stitched, so the full-size result never holds low-precision values
     (bf16 keeps 8 significant bits: too few for a 16-bit image). ``tile_batch``: tiles per
-    forward pass (:func:`srlab.imaging.tiling.tiled_forward`).
+    forward pass (:func:`srlab.imaging.tiling.tiled_forward`); ``tile`` and
+    ``memory_budget_gb`` as in :func:`with_tiling`.
     """
 
     def forward(lr: torch.Tensor) -> torch.Tensor:
@@ -89,25 +101,47 @@ def make_predictor(
             sr = super_resolve(net, lr)
         return sr.float()
 
-    return with_tiling(forward, scale, tile, tile_overlap, ensemble, tile_batch)
+    return with_tiling(forward, scale, tile, tile_overlap, ensemble, tile_batch, memory_budget_gb)
 
 
 def with_tiling(
     forward: Predictor,
     scale: int,
-    tile: int | None = None,
+    tile: int | str | None = None,
     tile_overlap: int = 32,
     ensemble: bool = False,
     tile_batch: int = 1,
+    memory_budget_gb: float | None = None,
 ) -> Predictor:
     """``forward`` (LR -> SR of whole images) run tile by tile when ``tile`` is set
     (``tile_batch`` tiles per call), and as the x8 self-ensemble when ``ensemble`` is: the one
-    composition of inference, evaluation and the test of a training run."""
+    composition of inference, evaluation and the test of a training run.
+
+    ``tile="auto"`` measures the memory of ``forward`` once per batch shape (two passes on
+    small probes, :class:`srlab.imaging.tiling.ForwardMemory`) and runs each image whole when
+    its pass fits ``memory_budget_gb`` GiB (None: a share of the device's free memory), else
+    in the largest tiles that fit: memory-safe, and no pixel computed twice that need not be.
+    """
+    memories: dict[tuple, ForwardMemory] = {}
+
+    def auto_tiled(lr: torch.Tensor) -> torch.Tensor:
+        key = (*lr.shape[:-2], lr.dtype, lr.device)
+        if key not in memories:
+            memories[key] = ForwardMemory.measure(forward, lr)
+        budget = memory_budget(lr.device, memory_budget_gb)
+        side = budget_tile(memories[key], *lr.shape[-2:], tile_overlap, budget)
+        if side is None:
+            return forward(lr)
+        log.info(
+            "tile=auto: %dx%d LR pixels need %.2f GiB, over the budget of %.2f GiB: tiles of %d",
+            *lr.shape[-2:], memories[key].bytes(*lr.shape[-2:]) / 2**30, budget / 2**30, side,
+        )  # fmt: skip
+        return tiled_forward(forward, lr, scale, side, tile_overlap, tile_batch)
 
     def tiled(lr: torch.Tensor) -> torch.Tensor:
         return tiled_forward(forward, lr, scale, tile, tile_overlap, tile_batch)
 
-    single = tiled if tile else forward
+    single = (auto_tiled if tile == AUTO else tiled) if tile else forward
     return (lambda lr: self_ensemble(single, lr)) if ensemble else single
 
 

@@ -1,14 +1,33 @@
-"""Whole-image inference helpers: tiled forward passes and the x8 geometric self-ensemble."""
+"""Whole-image inference helpers: tiled forward passes (tiles of a fixed side, or the largest
+that fit a memory budget) and the x8 geometric self-ensemble."""
 
 from __future__ import annotations
 
+import math
+import os
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
+from typing import Any
 
 import torch
+import torch.utils._pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.weak import WeakIdKeyDictionary
+
+from srlab.errors import ConfigError
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+
+#: ``inference.tile=auto``: the largest tile whose forward pass fits the memory budget, or
+#: the whole image when it fits.
+AUTO = "auto"
+#: The share of the device's free memory a forward pass may use when no budget is given:
+#: the tensors are measured exactly, but convolution workspaces and the allocator's
+#: fragmentation are not, and the process needs the rest (the SR image itself, the next
+#: image's decoding).
+FREE_MEMORY_SHARE = {"cuda": 0.7, "cpu": 0.5}
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,127 @@ def tile_work(height: int, width: int, tile: int, overlap: int) -> float:
     image: 1.41, at most 0.71 of the speed)."""
     plan = tile_plan(height, width, tile, overlap)
     return sum(t.shape[0] * t.shape[1] for t in plan) / (height * width)
+
+
+def parse_tile(value: Any, key: str = "inference.tile") -> int | str | None:
+    """A config's tile value as the code uses it: None (whole images; ``null`` or 0, as other
+    SR tools read 0), :data:`AUTO`, or a side > 0 in LR pixels.
+
+    Raises:
+        ConfigError: anything else, naming ``key``.
+    """
+    if value is None or value == 0 or value == "0":
+        return None
+    if value == AUTO:
+        return AUTO
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise ConfigError(
+        f"{key}={value!r}: give a tile side > 0 in LR pixels, auto (the largest tile that fits "
+        "inference.memory_budget_gb), or 0 / null (whole images)"
+    )
+
+
+class _TensorMemory(TorchDispatchMode):
+    """Counts the bytes of the tensors created inside it, and their peak: each new storage
+    is added when an op returns it and taken off when Python frees it. Exact for what is
+    held between ops, on any device; blind to an op's internal workspace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+        self._seen: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+    def _free(self, nbytes: int) -> None:
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        out = func(*args, **(kwargs or {}))
+        for leaf in pytree.tree_leaves(out):
+            if isinstance(leaf, torch.Tensor):
+                storage = leaf.untyped_storage()
+                if storage not in self._seen:
+                    nbytes = storage.nbytes()
+                    self._seen[storage] = nbytes
+                    self.live += nbytes
+                    weakref.finalize(storage, self._free, nbytes)
+        self.peak = max(self.peak, self.live)
+        return out
+
+
+@dataclass(frozen=True)
+class ForwardMemory:
+    """The peak bytes of the tensors one forward pass creates, as ``fixed + per_pixel * h * w``
+    for an LR batch of ``h x w`` images (its batch and channels fixed)."""
+
+    fixed: float
+    per_pixel: float
+
+    @classmethod
+    def measure(cls, forward: Forward, like: torch.Tensor, sides: tuple[int, int] = (32, 64)):
+        """Fitted from two forward passes on small LR batches shaped like ``like`` (its
+        batch, channels, dtype and device) of ``sides`` pixels square; call under no_grad."""
+        peaks = []
+        for side in sides:
+            probe = torch.rand(*like.shape[:-2], side, side, dtype=like.dtype, device=like.device)
+            tracker = _TensorMemory()
+            with tracker:
+                forward(probe)
+            peaks.append(tracker.peak)
+        small, large = sides[0] ** 2, sides[1] ** 2
+        per_pixel = max((peaks[1] - peaks[0]) / (large - small), 1.0)
+        return cls(fixed=max(peaks[0] - per_pixel * small, 0.0), per_pixel=per_pixel)
+
+    def bytes(self, height: int, width: int) -> float:
+        """The peak bytes of one forward pass on ``height x width`` LR images."""
+        return self.fixed + self.per_pixel * height * width
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes the device has free now: CUDA's own count, or the kernel's MemAvailable (free
+    plus reclaimable cache) for the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass  # not Linux: the page count below
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_budget(device: torch.device, budget_gb: float | None) -> float:
+    """Bytes a forward pass may use: ``budget_gb`` GiB, or :data:`FREE_MEMORY_SHARE` of what
+    the device has free."""
+    if budget_gb is not None:
+        return budget_gb * 2**30
+    return free_memory(device) * FREE_MEMORY_SHARE.get(device.type, 0.5)
+
+
+def budget_tile(memory: ForwardMemory, height: int, width: int, overlap: int, budget: float):
+    """The tile side for an ``height x width`` LR image whose forward pass costs ``memory``:
+    None when the whole image fits ``budget`` bytes; else the largest tile that fits with its
+    ``overlap`` of context, evened out so the long side's tiles share its pixels (fewer pixels
+    computed twice than a full grid plus a thin remainder).
+
+    Raises:
+        ConfigError: not even a one-pixel tile with its context fits.
+    """
+    if memory.bytes(height, width) <= budget:
+        return None
+    room = (budget - memory.fixed) / memory.per_pixel
+    largest = math.isqrt(int(room)) - 2 * overlap if room > 0 else 0
+    if largest < 1:
+        need = memory.bytes(2 * overlap + 1, 2 * overlap + 1) / 2**30
+        raise ConfigError(
+            f"inference.tile=auto: a memory budget of {budget / 2**30:.2f} GiB holds no tile of "
+            f"this network with {overlap} pixels of overlap (one LR pixel with its context needs "
+            f"{need:.2f} GiB): raise inference.memory_budget_gb or lower inference.tile_overlap"
+        )
+    long_side = max(height, width)
+    return math.ceil(long_side / math.ceil(long_side / largest))
 
 
 def tiled_forward(

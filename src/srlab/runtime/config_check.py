@@ -187,7 +187,10 @@ VALUE_RULES: dict[str, Rule] = {
     "trainer.gradient_clip_val": Rule("float", 0, nullable=True),
     "model.optimizer.lr": Rule("float", 0, hint="the learning rate, e.g. 1e-4"),
     "model.max_nonfinite_steps": Rule("int", 1),
-    "inference.tile": Rule("int", 0, nullable=True, hint="LR pixels; 0 or null: whole images"),
+    "inference.tile": Rule(
+        "int", 0, nullable=True, words=("auto",), hint="LR pixels; 0 or null: whole images"
+    ),
+    "inference.memory_budget_gb": Rule("float", 0, nullable=True, hint="GiB, e.g. 4"),
     "inference.tile_overlap": Rule("int", 0),
     "inference.batch": Rule("int", 1),
 }

@@ -17,6 +17,7 @@ from srlab.errors import ConfigError
 from srlab.imaging import imresize
 from srlab.imaging.io import write_image
 from srlab.imaging.predict import with_tiling
+from srlab.imaging.tiling import parse_tile
 from srlab.metrics import quantize, to_y255
 
 #: Where the network's LR input comes from (``eval.lr_from``): ``rgb``, the set's 8-bit RGB LR
@@ -35,10 +36,13 @@ class EvalOptions:
         shave: border pixels removed on every side before scoring; None means the scale.
         round_y: round Y to 8-bit levels first (MATLAB ``rgb2ycbcr`` on uint8; older papers).
         lr_from: the network's input, one of :data:`LR_FROM`.
-        tile: LR tile side for images that do not fit in memory; None: whole images.
+        tile: LR tile side for images that do not fit in memory; ``auto``: the largest that
+            fits ``memory_budget_gb`` (whole when the image fits); None: whole images.
         tile_overlap: LR pixels of context around each tile (exact when it covers the
             network's receptive field).
         self_ensemble: EDSR's x8 geometric ensemble ("+" in the papers).
+        memory_budget_gb: GiB a forward pass may use with ``tile="auto"`` (None: a share of
+            the device's free memory).
         save_dir: write each test image's SR as ``<save_dir>/<Set>/<name>.png``.
     """
 
@@ -46,9 +50,10 @@ class EvalOptions:
     shave: int | None = None
     round_y: bool = False
     lr_from: str = "rgb"
-    tile: int | None = None
+    tile: int | str | None = None
     tile_overlap: int = 32
     self_ensemble: bool = False
+    memory_budget_gb: float | None = None
     save_dir: Path | None = None
 
     def __post_init__(self) -> None:
@@ -61,8 +66,7 @@ class EvalOptions:
                 f"eval.lr_from=y super-resolves and scores the Y channel alone, so "
                 f"eval.channel={self.channel!r} cannot be scored: use eval.lr_from=rgb for it"
             )
-        if self.tile is not None and self.tile < 1:
-            raise ConfigError(f"inference.tile={self.tile} must be a positive LR size or null")
+        object.__setattr__(self, "tile", parse_tile(self.tile))
 
     @property
     def protocol(self) -> str:
@@ -74,7 +78,14 @@ class EvalOptions:
         self, forward: Callable[[torch.Tensor], torch.Tensor], scale: int
     ) -> Callable[[torch.Tensor], torch.Tensor]:
         """``forward`` (LR -> SR) with this evaluation's tiling and self-ensemble."""
-        return with_tiling(forward, scale, self.tile, self.tile_overlap, self.self_ensemble)
+        return with_tiling(
+            forward,
+            scale,
+            self.tile,
+            self.tile_overlap,
+            self.self_ensemble,
+            memory_budget_gb=self.memory_budget_gb,
+        )
 
 
 def y_channel_pair(hr: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
