@@ -246,7 +246,8 @@ def report_text() -> str:
             + (f"; {r['machine']['note']}" if r["machine"].get("note") else ""),
             "- Data: "
             + ", ".join(f"{k} ({v['images']} images)" for k, v in r["data"]["train"].items())
-            + _copies(r["data"].get("downscaled_copies")),
+            + _copies(r["data"].get("downscaled_copies"))
+            + _skipped(r["config"]["data"]),
             *_lineage(r, zoo),
             f"- Commit: {r['git_commit']}" + (" (uncommitted changes)" if r["git_dirty"] else ""),
             f"- Scored by: `{r['results']['command']}`",
@@ -274,18 +275,30 @@ def _copies(factors: list[float] | None) -> str:
     return f", each also shrunk by {', '.join(map(str, factors))}" if factors else ""
 
 
+def _skipped(data: dict) -> str:
+    if data.get("on_bad_image") != "skip":
+        return ""
+    return f"; images and copies smaller than the {data['patch_size']}-pixel patch left out"
+
+
 def _lineage(record: dict, zoo: dict) -> list[str]:
-    """The report's line on the weights a run started from, with both stages' totals."""
+    """The report's line on the weights a run started from, with the totals of every stage
+    back to the run from scratch."""
     source = record.get("fine_tuned_from")
     if not source:
         return []
-    parent = zoo.get(str(source).removeprefix("zoo:"))
-    if parent is None:
+    chain, parent = [record], zoo.get(str(source).removeprefix("zoo:"))
+    while parent is not None:
+        chain.append(parent.record)
+        above = parent.record.get("fine_tuned_from")
+        parent = zoo.get(str(above).removeprefix("zoo:")) if above else None
+    if len(chain) == 1:
         return [f"- Fine-tuned from: `{source}`"]
-    steps = record["steps"] + parent.record["steps"]
-    hours = (record["wall_time_s"] + parent.record["wall_time_s"]) / 3600
+    stages = "both stages" if len(chain) == 2 else f"all {len(chain)} stages"
+    steps = sum(r["steps"] for r in chain)
+    hours = sum(r["wall_time_s"] for r in chain) / 3600
     return [
-        f"- Fine-tuned from: `{source}` (its record is in this report); both stages: "
+        f"- Fine-tuned from: `{source}` (its record is in this report); {stages}: "
         f"{steps:,} steps, {hours:.2f} h"
     ]
 
