@@ -278,7 +278,10 @@ def _copies(factors: list[float] | None) -> str:
 def _skipped(data: dict) -> str:
     if data.get("on_bad_image") != "skip":
         return ""
-    return f"; images and copies smaller than the {data['patch_size']}-pixel patch left out"
+    return (
+        f"; any image or copy smaller than the {data['patch_size']}-pixel patch left out "
+        "(`data.on_bad_image=skip`; the run's log names them)"
+    )
 
 
 def _lineage(record: dict, zoo: dict) -> list[str]:
