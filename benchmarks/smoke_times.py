@@ -50,6 +50,7 @@ SHARED_LAYOUT = {
     "DIV2K/DIV2K_train_HR": "train/DIV2K_train_subset/HR",
     "Set5": "benchmarks/Set5",
     "Set14": "benchmarks/Set14",
+    "BSD100": "benchmarks/BSD100",  # the FSRCNN and ESPCN reproductions test on it
 }
 
 #: What a smoke run of one config needs beyond ``debug=fast`` (no network is shrunk).
@@ -62,6 +63,8 @@ EXTRA_OVERRIDES = {
         "model.loss.perceptual.weights=null",
         "model.loss.perceptual.allow_random_weights=true",
     ],
+    # The real-world SwinIR's nearest+conv upsampler is x4 only (training's default is x2).
+    "swinir_real": ["scale=4"],
 }
 
 
@@ -106,6 +109,7 @@ def smoke_command(group: str, name: str, run_dir: Path, workdir: Path) -> list[s
     command.append(f"hydra.run.dir={run_dir}")
     if cfg.model._target_.endswith("SRGANTask"):
         command += EXTRA_OVERRIDES["gan"]
+    command += EXTRA_OVERRIDES.get(name, [])
     if OmegaConf.is_missing(cfg.model, "pretrained"):
         command.append(f"model.pretrained={x2_weights(cfg, workdir)}")
     return command

@@ -254,3 +254,23 @@ def test_detected_config_is_plain() -> None:
     )
     assert "norm_layer" not in config
     assert OmegaConf.to_container(OmegaConf.create(config)) == config
+
+
+def test_hat_pads_inputs_smaller_than_half_a_window_instead_of_failing() -> None:
+    """The official HAT pads by reflection, which F.pad refuses for a side of at most half a
+    window (a 24-px smoke patch at x4, the thin last tile of tiled inference): srlab repeats
+    the edge there, and pads as the official code everywhere else."""
+    from spandrel.architectures.HAT import HAT as SpandrelHAT
+
+    from srlab.models.hat import HAT
+
+    kwargs = dict(upscale=4, embed_dim=12, depths=[1], num_heads=[2], window_size=8,
+                  compress_ratio=3, squeeze_factor=4, img_size=16)  # fmt: skip
+    torch.manual_seed(0)
+    ours = HAT(**kwargs).eval()
+    official = SpandrelHAT(**kwargs).eval()
+    official.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        assert ours(torch.rand(1, 3, 3, 6)).shape == (1, 3, 12, 24)
+        x = torch.rand(1, 3, 11, 13)
+        assert torch.equal(ours(x), official(x))

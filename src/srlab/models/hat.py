@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
+
 from srlab.models.community import CommunityNetwork, Precision, spandrel_class
 
 _HAT = spandrel_class("HAT", "HAT")
@@ -37,3 +40,15 @@ class HAT(CommunityNetwork, _HAT):
     def num_in_ch(self) -> int:
         """Channels of the LR input."""
         return int(self.hyperparameters["in_chans"])
+
+    def check_image_size(self, x: torch.Tensor) -> torch.Tensor:
+        """The input padded at the bottom and right to a multiple of the window, by reflection
+        as the official code pads it; an input too small to reflect (a side of at most half a
+        window: a smoke run's patch, the thin last tile of tiled inference) is padded by
+        repeating its edge instead of failing in ``F.pad``."""
+        height, width = x.shape[-2:]
+        pad_h, pad_w = -height % self.window_size, -width % self.window_size
+        if not (pad_h or pad_w):
+            return x
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        return F.pad(x, (0, pad_w, 0, pad_h), mode)
